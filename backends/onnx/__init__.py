@@ -1,0 +1,1 @@
+"""ONNX backend: lowering of the IR to ONNX graphs, and onnxruntime sessions."""

@@ -1,0 +1,1 @@
+"""The nnspec grammar (nnspec.lark), shipped inside the installed package as `nnspec.grammar`."""

@@ -1,0 +1,137 @@
+"""The `nnspec` command. Exit codes: 0 success, 1 `fmt --check` found changes, 2 bad input."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from . import __version__
+from .errors import SpecError
+
+EXIT_OK, EXIT_CHANGED, EXIT_USAGE = 0, 1, 2
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for any bad input
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnspec", description="Describe a neural network once: check, summarize, format, "
+                     "compile to ONNX, train, convert.")
+    parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="validate specs (exit 0 when all are valid, 2 otherwise)")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".nn, .json or .yaml spec")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+
+    p = sub.add_parser("summary", help="print the Keras-style summary table of a spec")
+    p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("fmt", help="format .nn specs canonically (comments kept)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; change nothing")
+    mode.add_argument("--write", "-w", action="store_true", help="rewrite the files in place")
+
+    sub.add_parser("schema", help="print the JSON Schema of JSON/YAML specs")
+
+    p = sub.add_parser("resolve", help="print a spec as JSON with every default filled in")
+    p.add_argument("file", metavar="FILE")
+    return parser
+
+
+@command("check")
+def _check(args) -> int:
+    from .loader import load
+
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            spec = load(path)
+        except SpecError as exc:
+            print(exc.render(), file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        if not args.quiet:
+            print(f"{path}: ok ({spec.analysis.total:,} parameters)")
+    return status
+
+
+@command("summary")
+def _summary(args) -> int:
+    from .loader import load
+    from .summary import summary
+
+    print(summary(load(args.file).analysis))
+    return EXIT_OK
+
+
+@command("fmt")
+def _fmt(args) -> int:
+    from .formatter import format_text
+    from .loader import read_text
+    from .atomic import write_text
+
+    status = EXIT_OK
+    for path in args.files:
+        text = read_text(path)
+        formatted = format_text(text, path)
+        if args.check:
+            if formatted != text:
+                print(f"{path}: would reformat", file=sys.stderr)
+                status = EXIT_CHANGED
+        elif args.write:
+            if formatted != text:
+                write_text(path, formatted)
+        else:
+            sys.stdout.write(formatted)
+    return status
+
+
+@command("schema")
+def _schema(args) -> int:
+    from .ir.model import Model
+
+    print(json.dumps(Model.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+@command("resolve")
+def _resolve(args) -> int:
+    from .loader import dump_json, load
+
+    print(dump_json(load(args.file).model))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `nnspec schema | head`
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("nnspec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Diagnostics: every user mistake becomes a SpecError that prints like a compiler's."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+MAX_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file; lines and columns count from 1, `end_col` is exclusive."""
+
+    path: str
+    line: int
+    col: int
+    end_line: int | None = None
+    end_col: int | None = None
+
+
+@dataclass
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    json_path: str | None = None  # for JSON/YAML specs: "layers[2].units"
+    source_line: str | None = None
+
+    def render(self, path: str | None = None) -> str:
+        if self.span is not None:
+            head = f"{self.span.path}:{self.span.line}:{self.span.col}: error: {self.message}"
+            if self.source_line is None:
+                return head
+            width = 1
+            if self.span.end_line == self.span.line and self.span.end_col:
+                width = max(1, self.span.end_col - self.span.col)
+            line = self.source_line.rstrip("\n").expandtabs(1)
+            caret = " " * (self.span.col - 1) + "^" * min(width, max(1, len(line) - self.span.col + 1))
+            return f"{head}\n    {line}\n    {caret}"
+        where = path or "<spec>"
+        if self.json_path:
+            where = f"{where}: {self.json_path}"
+        return f"{where}: error: {self.message}"
+
+
+class SpecError(Exception):
+    """One or more problems in user input; `str()` is the full, printable report."""
+
+    def __init__(self, diagnostics: Diagnostic | str | Iterable[Diagnostic], path: str | None = None):
+        if isinstance(diagnostics, str):
+            diagnostics = [Diagnostic(diagnostics)]
+        elif isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)[:MAX_ERRORS]
+        self.path = path
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.path) for d in self.diagnostics)
+
+
+class Collector:
+    """Gathers independent errors so one run reports them all (up to MAX_ERRORS)."""
+
+    def __init__(self, path: str, text: str | None = None):
+        self.path = path
+        self.lines = text.splitlines() if text is not None else []
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, message: str, span: Span | None = None, json_path: str | None = None) -> None:
+        source = None
+        if span is not None and 0 < span.line <= len(self.lines):
+            source = self.lines[span.line - 1]
+        self.diagnostics.append(Diagnostic(message, span, json_path, source))
+        if len(self.diagnostics) >= MAX_ERRORS:
+            self.raise_if_any()
+
+    def raise_if_any(self) -> None:
+        if self.diagnostics:
+            raise SpecError(self.diagnostics, self.path)
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """rustc's rule: a case-insensitive match first, then close spellings."""
+    candidates = sorted(set(candidates))
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered and lowered[name.lower()] != name:
+        return f"; did you mean '{lowered[name.lower()]}'?"
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.7)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""

@@ -1,0 +1,150 @@
+"""Building blocks of the IR: named function-like specs, their families, tensor types and weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ..errors import did_you_mean
+
+
+class ShapeError(ValueError):
+    """A layer cannot accept the tensors it is given."""
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A tensor flowing between layers; `shape` excludes the implicit batch dimension."""
+
+    dtype: str
+    shape: tuple[int | None, ...]
+    masked: bool = False  # carries a Keras mask (Embedding(mask_zero) / Masking)
+
+    def __str__(self) -> str:
+        return "(" + ", ".join("None" if d is None else str(d) for d in (None, *self.shape)) + ")"
+
+
+@dataclass
+class Weight:
+    """One parameter array of a layer, in Keras `get_weights()` order."""
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: Any
+    trainable: bool = True
+    regularizer: Any = None
+    constraint: Any = None
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class Call:
+    """A call written in a spec (`l2(1e-4)`), before validation; spans point into the source."""
+
+    name: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    span: Any = None
+    arg_spans: dict[str | int, Any] = field(default_factory=dict)
+
+
+class Fn(BaseModel):
+    """A named, parameterised spec such as `l2(0.01)` or `adam(learning_rate=1e-3)`.
+
+    Subclasses declare `name: Literal[...]`, their parameters as fields, and which parameters
+    may be given positionally.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    positional: ClassVar[tuple[str, ...]] = ()
+    aliases: ClassVar[tuple[str, ...]] = ()  # other spellings: Keras class names, short forms
+
+
+class Family:
+    """All members of one kind of spec (activations, losses, ...): one place that maps names,
+    aliases and Keras spellings to pydantic models, for the .nn, JSON and Keras frontends alike."""
+
+    def __init__(self, kind: str, members: list[type[BaseModel]], key: str = "name"):
+        self.kind = kind
+        self.key = key
+        self.members = {m.model_fields[key].default: m for m in members}
+        self.names: dict[str, str] = {}
+        for canonical, member in self.members.items():
+            for spelling in (canonical, *member.aliases):
+                self.names[spelling] = canonical
+                self.names[_snake(spelling)] = canonical
+        self.type = Annotated[
+            Union[tuple(self.members.values())], Field(discriminator=key), BeforeValidator(self.coerce)
+        ]
+
+    def canonical(self, name: str) -> str:
+        key = name if name in self.names else _snake(name)
+        if key not in self.names:
+            raise ValueError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.members)}")
+        return self.names[key]
+
+    def coerce(self, value: Any) -> Any:
+        """Accept `"relu"`, `{"name": "relu"}`, Keras's `{"class_name": ..., "config": ...}` and Calls."""
+        key = self.key
+        if isinstance(value, BaseModel):
+            return value
+        if isinstance(value, str):
+            return {key: self.canonical(value)}
+        if isinstance(value, Call):
+            return self.from_call(value)
+        if isinstance(value, dict):
+            if "class_name" in value and key not in value:
+                return {key: self.canonical(value["class_name"]), **(value.get("config") or {})}
+            if isinstance(value.get(key), str):
+                name = self.canonical(value[key])
+                member = self.members[name]
+                return {key: name, **{_field_alias(member, k): v for k, v in value.items() if k != key}}
+        return value
+
+    def from_call(self, call: Call) -> dict[str, Any]:
+        """Positional and keyword arguments of a written call, as the member's fields."""
+        name = self.canonical(call.name)
+        member = self.members[name]
+        positional = member.positional
+        if len(call.args) > len(positional):
+            raise ValueError(
+                f"{call.name}() takes at most {len(positional)} positional argument(s), got {len(call.args)}"
+            )
+        data = dict(zip(positional, call.args))
+        for key, v in call.kwargs.items():
+            key = _field_alias(member, key)
+            if key in data:
+                raise ValueError(f"{call.name}() got argument '{key}' twice")
+            data[key] = v
+        return {self.key: name, **data}
+
+    def make(self, name: str, **params: Any) -> BaseModel:
+        canonical = self.canonical(name)
+        return self.members[canonical](**{self.key: canonical}, **params)
+
+
+# Keras spells some parameters two ways across versions; the IR keeps one.
+PARAM_ALIASES = {"lr": "learning_rate", "negative_slope": "alpha"}
+
+
+def _field_alias(model: type[BaseModel], key: str) -> str:
+    if key not in model.model_fields and PARAM_ALIASES.get(key) in model.model_fields:
+        return PARAM_ALIASES[key]
+    return key
+
+
+def _snake(name: str) -> str:
+    """GlorotUniform -> glorot_uniform, MaxPooling2D -> max_pooling2d."""
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (name[i - 1].islower() or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out).replace("__", "_")

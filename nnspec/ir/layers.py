@@ -1,0 +1,692 @@
+"""Every layer kind: its fields (Keras's config names and defaults), shape rule and weights.
+
+A layer is one pydantic model. Its `infer` is the shape rule, its `weights` lists the parameter
+arrays in Keras `get_weights()` order (and so gives parameter counts equal to Keras's).
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator, model_validator
+
+from .base import Family, ShapeError, TensorType, Weight
+from .functions import (
+    Activation, Constraint, Initializer, Regularizer, GlorotUniform, Linear, Ones, Orthogonal, RandomUniform,
+    Sigmoid, Tanh, Zeros,
+)
+
+FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
+
+
+class Layer(BaseModel):
+    """Fields every layer has. `inputs` names the tensors a layer reads (None: the previous layer's)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    type: str
+    name: str | None = None
+    inputs: list[str] | None = None
+    trainable: bool = True
+
+    aliases: ClassVar[tuple[str, ...]] = ()  # how a spec may spell it, besides the Keras class name
+    positional: ClassVar[tuple[str, ...]] = ()
+    n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # least and most tensors it takes
+
+    def infer(self, ins: list[TensorType]) -> list[TensorType]:
+        return [ins[0]]
+
+    def weights(self, ins: list[TensorType]) -> list[Weight]:
+        return []
+
+    def parameter_counts(self, ins: list[TensorType]) -> tuple[int, int]:
+        """(trainable, non-trainable) parameter counts."""
+        trainable = non_trainable = 0
+        for w in self.weights(ins):
+            if w.trainable and self.trainable:
+                trainable += w.size
+            else:
+                non_trainable += w.size
+        return trainable, non_trainable
+
+
+def _floating(t: TensorType, layer: str) -> None:
+    if t.dtype not in FLOAT_DTYPES:
+        raise ShapeError(f"{layer} needs a floating-point input, got {t.dtype}")
+
+
+def _known(dim: int | None, what: str) -> int:
+    if dim is None:
+        raise ShapeError(f"{what} must be known, got None")
+    return dim
+
+
+def _axis(axis: int, rank: int, layer: str) -> int:
+    """Keras axes count the batch dimension as 0; return the index into our batch-less shape."""
+    full = axis if axis >= 0 else axis + rank + 1
+    if not 1 <= full <= rank:
+        raise ShapeError(f"{layer} axis {axis} is out of range for an input of rank {rank + 1}")
+    return full - 1
+
+
+class _Kernel(Layer):
+    """Fields shared by layers with a kernel and a bias."""
+
+    activation: Activation = Linear()
+    use_bias: bool = True
+    kernel_initializer: Initializer = GlorotUniform()
+    bias_initializer: Initializer = Zeros()
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    kernel_constraint: Constraint | None = None
+    bias_constraint: Constraint | None = None
+
+    def _kernel_and_bias(self, kernel_shape: tuple[int, ...], units: int) -> list[Weight]:
+        out = [Weight("kernel", kernel_shape, self.kernel_initializer, True, self.kernel_regularizer,
+                      self.kernel_constraint)]
+        if self.use_bias:
+            out.append(Weight("bias", (units,), self.bias_initializer, True, self.bias_regularizer,
+                              self.bias_constraint))
+        return out
+
+
+# ---- core ----------------------------------------------------------------------
+
+
+class Dense(_Kernel):
+    type: Literal["Dense"] = "Dense"
+    aliases = ("dense", "linear_layer", "fc")
+    positional = ("units", "activation")
+    units: PositiveInt
+
+    def infer(self, ins):
+        t = ins[0]
+        _floating(t, "Dense")
+        if not t.shape:
+            raise ShapeError("Dense needs an input of rank 2 or more; add an input shape")
+        _known(t.shape[-1], "Dense's input's last dimension")
+        return [TensorType(t.dtype, (*t.shape[:-1], self.units), t.masked)]
+
+    def weights(self, ins):
+        return self._kernel_and_bias((ins[0].shape[-1], self.units), self.units)
+
+
+class ActivationLayer(Layer):
+    type: Literal["Activation"] = "Activation"
+    aliases = ("activation",)
+    positional = ("activation",)
+    activation: Activation
+
+
+class Dropout(Layer):
+    type: Literal["Dropout"] = "Dropout"
+    aliases = ("dropout",)
+    positional = ("rate",)
+    rate: float = Field(ge=0.0, lt=1.0)
+    noise_shape: list[int | None] | None = None
+    seed: int | None = None
+
+
+class Flatten(Layer):
+    type: Literal["Flatten"] = "Flatten"
+    aliases = ("flatten",)
+
+    def infer(self, ins):
+        t = ins[0]
+        size = 1
+        for d in t.shape:
+            size *= _known(d, "every dimension of Flatten's input")
+        return [TensorType(t.dtype, (size,))]
+
+
+class Reshape(Layer):
+    type: Literal["Reshape"] = "Reshape"
+    aliases = ("reshape",)
+    positional = ("target_shape",)
+    target_shape: list[int]
+
+    @field_validator("target_shape")
+    @classmethod
+    def _one_unknown(cls, v):
+        if sum(d == -1 for d in v) > 1 or any(d == 0 or d < -1 for d in v):
+            raise ValueError("target_shape takes positive sizes and at most one -1")
+        return v
+
+    def infer(self, ins):
+        t = ins[0]
+        size = math.prod(_known(d, "every dimension of Reshape's input") for d in t.shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape:
+            if size % known:
+                raise ShapeError(f"cannot reshape {t} into {tuple(self.target_shape)}")
+            shape = tuple(size // known if d == -1 else d for d in self.target_shape)
+        else:
+            if known != size:
+                raise ShapeError(f"cannot reshape {t} ({size} values) into {tuple(self.target_shape)} ({known} values)")
+            shape = tuple(self.target_shape)
+        return [TensorType(t.dtype, shape)]
+
+
+class Permute(Layer):
+    type: Literal["Permute"] = "Permute"
+    aliases = ("permute",)
+    positional = ("dims",)
+    dims: list[int]
+
+    def infer(self, ins):
+        t = ins[0]
+        if sorted(self.dims) != list(range(1, len(t.shape) + 1)):
+            raise ShapeError(f"Permute dims {self.dims} must be a permutation of 1..{len(t.shape)}")
+        return [TensorType(t.dtype, tuple(t.shape[d - 1] for d in self.dims), t.masked)]
+
+
+class RepeatVector(Layer):
+    type: Literal["RepeatVector"] = "RepeatVector"
+    aliases = ("repeat_vector",)
+    positional = ("n",)
+    n: PositiveInt
+
+    def infer(self, ins):
+        t = ins[0]
+        if len(t.shape) != 1:
+            raise ShapeError(f"RepeatVector needs a 2D input (batch, features), got {t}")
+        return [TensorType(t.dtype, (self.n, t.shape[0]))]
+
+
+class ActivityRegularization(Layer):
+    type: Literal["ActivityRegularization"] = "ActivityRegularization"
+    aliases = ("activity_regularization",)
+    positional = ("l1", "l2")
+    l1: NonNegativeFloat = 0.0
+    l2: NonNegativeFloat = 0.0
+
+
+class Masking(Layer):
+    type: Literal["Masking"] = "Masking"
+    aliases = ("masking", "mask")
+    positional = ("mask_value",)
+    mask_value: float = 0.0
+
+    def infer(self, ins):
+        t = ins[0]
+        if len(t.shape) < 2:
+            raise ShapeError(f"Masking needs a sequence input (batch, time, features), got {t}")
+        return [TensorType(t.dtype, t.shape, masked=True)]
+
+
+class Lambda(Layer):
+    """A safe, elementwise expression of its input `x`: `lambda(x * x + 1)`. Never Python code."""
+
+    type: Literal["Lambda"] = "Lambda"
+    aliases = ("lambda",)
+    positional = ("expression",)
+    expression: str
+
+    @field_validator("expression")
+    @classmethod
+    def _parse(cls, v):
+        from .expr import canonical_expression
+
+        return canonical_expression(v)
+
+    def infer(self, ins):
+        _floating(ins[0], "Lambda")
+        return [ins[0]]
+
+
+class Embedding(Layer):
+    type: Literal["Embedding"] = "Embedding"
+    aliases = ("embedding",)
+    positional = ("input_dim", "output_dim")
+    input_dim: PositiveInt
+    output_dim: PositiveInt
+    embeddings_initializer: Initializer = RandomUniform()
+    embeddings_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    embeddings_constraint: Constraint | None = None
+    mask_zero: bool = False
+    input_length: int | None = None
+
+    def infer(self, ins):
+        t = ins[0]
+        if t.dtype not in INT_DTYPES:
+            raise ShapeError(f"Embedding needs integer indices, got {t.dtype}; declare the input as int32[...]")
+        return [TensorType("float32", (*t.shape, self.output_dim), self.mask_zero)]
+
+    def weights(self, ins):
+        return [Weight("embeddings", (self.input_dim, self.output_dim), self.embeddings_initializer, True,
+                       self.embeddings_regularizer, self.embeddings_constraint)]
+
+
+# ---- convolution and pooling --------------------------------------------------------
+
+IntOrTuple = int | list[int]
+
+
+def _spatial_out(size: int | None, window: int, stride: int, padding: str, dilation: int = 1) -> int | None:
+    if size is None:
+        return None
+    extent = dilation * (window - 1) + 1
+    if padding == "valid":
+        out = (size - extent) // stride + 1
+        if out < 1:
+            raise ShapeError(f"a window of {extent} does not fit an input of size {size} with padding 'valid'")
+        return out
+    return -(-size // stride)  # 'same' and 'causal': ceil(size / stride)
+
+
+class _Spatial(Layer):
+    """Layers over `rank` spatial dimensions followed by channels (channels-last, as in Keras)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    rank: ClassVar[int] = 2
+
+    @field_validator("kernel_size", "strides", "dilation_rate", "pool_size", mode="after", check_fields=False)
+    @classmethod
+    def _tuple(cls, v, info):
+        if v is None:
+            return v
+        v = [v] * cls.rank if isinstance(v, int) else list(v)
+        if len(v) != cls.rank or any(d < 1 for d in v):
+            raise ValueError(f"{info.field_name} takes {cls.rank} positive integer(s), got {v}")
+        return v
+
+    def _check_rank(self, t: TensorType) -> None:
+        if len(t.shape) != self.rank + 1:
+            raise ShapeError(
+                f"{self.type} needs an input of rank {self.rank + 2} (batch, {'spatial, ' * self.rank}channels), got {t}"
+            )
+        _floating(t, self.type)
+
+
+class _Conv(_Spatial, _Kernel):
+    positional = ("filters", "kernel_size", "strides", "padding", "activation")
+    filters: PositiveInt
+    kernel_size: IntOrTuple
+    strides: IntOrTuple = 1
+    padding: Literal["valid", "same"] = "valid"
+    dilation_rate: IntOrTuple = 1
+    groups: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _strides_or_dilation(self):
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)")
+        if self.filters % self.groups:
+            raise ValueError(f"filters ({self.filters}) must be divisible by groups ({self.groups})")
+        return self
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        channels = _known(t.shape[-1], f"{self.type}'s input channels")
+        if channels % self.groups:
+            raise ShapeError(f"input channels ({channels}) must be divisible by groups ({self.groups})")
+        spatial = tuple(
+            _spatial_out(s, k, st, self.padding, d)
+            for s, k, st, d in zip(t.shape[:-1], self.kernel_size, self.strides, self.dilation_rate)
+        )
+        return [TensorType(t.dtype, (*spatial, self.filters))]
+
+    def weights(self, ins):
+        kernel = (*self.kernel_size, ins[0].shape[-1] // self.groups, self.filters)
+        return self._kernel_and_bias(kernel, self.filters)
+
+
+class Conv1D(_Conv):
+    type: Literal["Conv1D"] = "Conv1D"
+    aliases = ("conv1d", "convolution1d")
+    rank = 1
+    padding: Literal["valid", "same", "causal"] = "valid"
+
+
+class Conv2D(_Conv):
+    type: Literal["Conv2D"] = "Conv2D"
+    aliases = ("conv2d", "convolution2d")
+    rank = 2
+
+
+class _Pool(_Spatial):
+    positional = ("pool_size", "strides", "padding")
+    pool_size: IntOrTuple = 2
+    strides: IntOrTuple | None = None  # None: the pool size, as in Keras
+    padding: Literal["valid", "same"] = "valid"
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        strides = self.strides or self.pool_size
+        spatial = tuple(_spatial_out(s, p, st, self.padding) for s, p, st in zip(t.shape[:-1], self.pool_size, strides))
+        return [TensorType(t.dtype, (*spatial, t.shape[-1]))]
+
+
+class MaxPooling1D(_Pool):
+    type: Literal["MaxPooling1D"] = "MaxPooling1D"
+    aliases = ("max_pooling1d", "max_pool1d", "maxpool1d")
+    rank = 1
+
+
+class MaxPooling2D(_Pool):
+    type: Literal["MaxPooling2D"] = "MaxPooling2D"
+    aliases = ("max_pooling2d", "max_pool2d", "maxpool2d")
+    rank = 2
+
+
+class AveragePooling1D(_Pool):
+    type: Literal["AveragePooling1D"] = "AveragePooling1D"
+    aliases = ("average_pooling1d", "avg_pool1d", "avgpool1d")
+    rank = 1
+
+
+class AveragePooling2D(_Pool):
+    type: Literal["AveragePooling2D"] = "AveragePooling2D"
+    aliases = ("average_pooling2d", "avg_pool2d", "avgpool2d")
+    rank = 2
+
+
+class _GlobalPool(_Spatial):
+    keepdims: bool = False
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        shape = (*([1] * self.rank), t.shape[-1]) if self.keepdims else (t.shape[-1],)
+        return [TensorType(t.dtype, shape)]
+
+
+class GlobalMaxPooling1D(_GlobalPool):
+    type: Literal["GlobalMaxPooling1D"] = "GlobalMaxPooling1D"
+    aliases = ("global_max_pooling1d", "global_max_pool1d")
+    rank = 1
+
+
+class GlobalMaxPooling2D(_GlobalPool):
+    type: Literal["GlobalMaxPooling2D"] = "GlobalMaxPooling2D"
+    aliases = ("global_max_pooling2d", "global_max_pool2d")
+    rank = 2
+
+
+class GlobalAveragePooling1D(_GlobalPool):
+    type: Literal["GlobalAveragePooling1D"] = "GlobalAveragePooling1D"
+    aliases = ("global_average_pooling1d", "global_avg_pool1d")
+    rank = 1
+
+
+class GlobalAveragePooling2D(_GlobalPool):
+    type: Literal["GlobalAveragePooling2D"] = "GlobalAveragePooling2D"
+    aliases = ("global_average_pooling2d", "global_avg_pool2d")
+    rank = 2
+
+
+# ---- normalization ---------------------------------------------------------------
+
+
+class _Norm(Layer):
+    axis: int = -1
+    epsilon: float = Field(1e-3, gt=0)
+    center: bool = True
+    scale: bool = True
+    beta_initializer: Initializer = Zeros()
+    gamma_initializer: Initializer = Ones()
+    beta_regularizer: Regularizer | None = None
+    gamma_regularizer: Regularizer | None = None
+    beta_constraint: Constraint | None = None
+    gamma_constraint: Constraint | None = None
+
+    def infer(self, ins):
+        t = ins[0]
+        _floating(t, self.type)
+        _known(t.shape[_axis(self.axis, len(t.shape), self.type)], f"{self.type}'s normalized axis")
+        return [t]
+
+    def _gamma_beta(self, size: int) -> list[Weight]:
+        out = []
+        if self.scale:
+            out.append(Weight("gamma", (size,), self.gamma_initializer, True, self.gamma_regularizer,
+                              self.gamma_constraint))
+        if self.center:
+            out.append(Weight("beta", (size,), self.beta_initializer, True, self.beta_regularizer,
+                              self.beta_constraint))
+        return out
+
+
+class BatchNormalization(_Norm):
+    type: Literal["BatchNormalization"] = "BatchNormalization"
+    aliases = ("batch_normalization", "batch_norm", "batchnorm")
+    momentum: float = Field(0.99, ge=0.0, le=1.0)
+    moving_mean_initializer: Initializer = Zeros()
+    moving_variance_initializer: Initializer = Ones()
+
+    def weights(self, ins):
+        size = ins[0].shape[_axis(self.axis, len(ins[0].shape), self.type)]
+        return [*self._gamma_beta(size),
+                Weight("moving_mean", (size,), self.moving_mean_initializer, False),
+                Weight("moving_variance", (size,), self.moving_variance_initializer, False)]
+
+
+class LayerNormalization(_Norm):
+    type: Literal["LayerNormalization"] = "LayerNormalization"
+    aliases = ("layer_normalization", "layer_norm", "layernorm")
+
+    def weights(self, ins):
+        return self._gamma_beta(ins[0].shape[_axis(self.axis, len(ins[0].shape), self.type)])
+
+
+# ---- recurrent -----------------------------------------------------------------------
+
+
+class _Recurrent(Layer):
+    positional = ("units", "activation")
+    gates: ClassVar[int] = 1
+    n_states: ClassVar[int] = 1
+    units: PositiveInt
+    activation: Activation = Tanh()
+    use_bias: bool = True
+    kernel_initializer: Initializer = GlorotUniform()
+    recurrent_initializer: Initializer = Orthogonal()
+    bias_initializer: Initializer = Zeros()
+    kernel_regularizer: Regularizer | None = None
+    recurrent_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    kernel_constraint: Constraint | None = None
+    recurrent_constraint: Constraint | None = None
+    bias_constraint: Constraint | None = None
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    recurrent_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    stateful: bool = False
+    unroll: bool = False
+
+    def infer(self, ins):
+        t = ins[0]
+        _floating(t, self.type)
+        if len(t.shape) != 2:
+            raise ShapeError(f"{self.type} needs a sequence input (batch, time, features), got {t}")
+        _known(t.shape[1], f"{self.type}'s input features")
+        seq = (t.shape[0], self.units) if self.return_sequences else (self.units,)
+        out = [TensorType(t.dtype, seq, t.masked and self.return_sequences)]
+        if self.return_state:
+            out += [TensorType(t.dtype, (self.units,))] * self.n_states
+        return out
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (self.gates * self.units,)
+
+    def weights(self, ins):
+        g = self.gates * self.units
+        out = [Weight("kernel", (ins[0].shape[1], g), self.kernel_initializer, True, self.kernel_regularizer,
+                      self.kernel_constraint),
+               Weight("recurrent_kernel", (self.units, g), self.recurrent_initializer, True,
+                      self.recurrent_regularizer, self.recurrent_constraint)]
+        if self.use_bias:
+            out.append(Weight("bias", self._bias_shape(), self.bias_initializer, True, self.bias_regularizer,
+                              self.bias_constraint))
+        return out
+
+
+class SimpleRNN(_Recurrent):
+    type: Literal["SimpleRNN"] = "SimpleRNN"
+    aliases = ("simple_rnn", "rnn")
+
+
+class GRU(_Recurrent):
+    type: Literal["GRU"] = "GRU"
+    aliases = ("gru",)
+    gates = 3
+    recurrent_activation: Activation = Sigmoid()
+    reset_after: bool = True
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+
+class LSTM(_Recurrent):
+    type: Literal["LSTM"] = "LSTM"
+    aliases = ("lstm",)
+    gates = 4
+    n_states = 2
+    recurrent_activation: Activation = Sigmoid()
+    unit_forget_bias: bool = True
+
+
+RECURRENT = Family("recurrent layer", [SimpleRNN, GRU, LSTM], key="type")
+
+
+class Bidirectional(Layer):
+    type: Literal["Bidirectional"] = "Bidirectional"
+    aliases = ("bidirectional",)
+    positional = ("layer", "merge_mode")
+    layer: RECURRENT.type
+    merge_mode: Literal["concat", "sum", "mul", "ave"] | None = "concat"
+    backward_layer: RECURRENT.type | None = None
+
+    def _backward(self) -> _Recurrent:
+        return self.backward_layer or self.layer.model_copy(update={"go_backwards": not self.layer.go_backwards})
+
+    def infer(self, ins):
+        fwd = self.layer.infer(ins)
+        bwd = self._backward().infer(ins)
+        if fwd[0].shape[:-1] != bwd[0].shape[:-1]:
+            raise ShapeError("the forward and backward layers of Bidirectional must agree on return_sequences")
+        t = fwd[0]
+        if self.merge_mode is None:
+            outs = [fwd[0], bwd[0]]
+        elif self.merge_mode == "concat":
+            outs = [TensorType(t.dtype, (*t.shape[:-1], t.shape[-1] + bwd[0].shape[-1]), t.masked)]
+        else:
+            if t.shape != bwd[0].shape:
+                raise ShapeError(f"merge_mode '{self.merge_mode}' needs both directions to have the same units")
+            outs = [t]
+        return outs + fwd[1:] + bwd[1:]
+
+    def weights(self, ins):
+        return self.layer.weights(ins) + self._backward().weights(ins)
+
+
+# ---- wrappers and merges ----------------------------------------------------------------
+
+
+class TimeDistributed(Layer):
+    type: Literal["TimeDistributed"] = "TimeDistributed"
+    aliases = ("time_distributed",)
+    positional = ("layer",)
+    layer: "AnyLayer"
+
+    def _inner(self, t: TensorType) -> TensorType:
+        if len(t.shape) < 2:
+            raise ShapeError(f"TimeDistributed needs an input of rank 3 or more (batch, time, ...), got {t}")
+        return TensorType(t.dtype, t.shape[1:])
+
+    def infer(self, ins):
+        t = ins[0]
+        out = self.layer.infer([self._inner(t)])
+        if len(out) != 1:
+            raise ShapeError("TimeDistributed wraps layers with a single output")
+        return [TensorType(out[0].dtype, (t.shape[0], *out[0].shape), t.masked)]
+
+    def weights(self, ins):
+        return self.layer.weights([self._inner(ins[0])])
+
+
+class _Merge(Layer):
+    n_inputs = (2, None)
+
+    def infer(self, ins):
+        shapes = {t.shape for t in ins}
+        if len(shapes) > 1:
+            # Keras broadcasts only a missing leading batch dimension; anything else is a mistake.
+            raise ShapeError(f"{self.type} needs inputs of one shape, got {', '.join(str(t) for t in ins)}")
+        for t in ins:
+            _floating(t, self.type)
+        return [TensorType(ins[0].dtype, ins[0].shape, any(t.masked for t in ins))]
+
+
+class Add(_Merge):
+    type: Literal["Add"] = "Add"
+    aliases = ("add",)
+
+
+class Subtract(_Merge):
+    type: Literal["Subtract"] = "Subtract"
+    aliases = ("subtract", "sub")
+    n_inputs = (2, 2)
+
+
+class Multiply(_Merge):
+    type: Literal["Multiply"] = "Multiply"
+    aliases = ("multiply", "mul")
+
+
+class Average(_Merge):
+    type: Literal["Average"] = "Average"
+    aliases = ("average", "avg")
+
+
+class Maximum(_Merge):
+    type: Literal["Maximum"] = "Maximum"
+    aliases = ("maximum",)
+
+
+class Minimum(_Merge):
+    type: Literal["Minimum"] = "Minimum"
+    aliases = ("minimum",)
+
+
+class Concatenate(_Merge):
+    type: Literal["Concatenate"] = "Concatenate"
+    aliases = ("concatenate", "concat")
+    positional = ("axis",)
+    axis: int = -1
+
+    def infer(self, ins):
+        rank = len(ins[0].shape)
+        if any(len(t.shape) != rank for t in ins):
+            raise ShapeError(f"Concatenate needs inputs of one rank, got {', '.join(str(t) for t in ins)}")
+        axis = _axis(self.axis, rank, "Concatenate")
+        for t in ins:
+            _floating(t, "Concatenate")
+            if t.shape[:axis] + t.shape[axis + 1:] != ins[0].shape[:axis] + ins[0].shape[axis + 1:]:
+                raise ShapeError(
+                    f"Concatenate on axis {self.axis} needs all other dimensions equal, got "
+                    + ", ".join(str(x) for x in ins)
+                )
+        sizes = [t.shape[axis] for t in ins]
+        total = None if None in sizes else sum(sizes)
+        shape = (*ins[0].shape[:axis], total, *ins[0].shape[axis + 1:])
+        return [TensorType(ins[0].dtype, shape, any(t.masked for t in ins))]
+
+
+LAYER_CLASSES: list[type[Layer]] = [
+    Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
+    Lambda, Embedding, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+    GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization,
+    LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
+    Maximum, Minimum, Concatenate,
+]
+LAYERS = Family("layer", LAYER_CLASSES, key="type")
+AnyLayer = LAYERS.type
+TimeDistributed.model_rebuild()

@@ -1,0 +1,80 @@
+"""Text to syntax tree: the lark parser over grammar/nnspec.lark, with compiler-style errors."""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .errors import Collector, Span
+
+# What a user wrote instead of lark's terminal names.
+TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LPAR": "'('", "RPAR": "')'",
+    "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
+    "COLON": "':'", "SEMICOLON": "';'", "__ANON_0": "'->'", "MINUS": "'-'", "PLUS": "'+'", "STAR": "'*'",
+    "SLASH": "'/'", "TRUE": "true", "FALSE": "false", "NONE": "None", "UNKNOWN_DIM": "'?'", "$END": "end of file",
+}
+
+
+def _grammar_text() -> str:
+    try:
+        return resources.files("nnspec.grammar").joinpath("nnspec.lark").read_text()
+    except (ModuleNotFoundError, FileNotFoundError):  # running from a source checkout
+        from pathlib import Path
+
+        return (Path(__file__).resolve().parent.parent / "grammar" / "nnspec.lark").read_text()
+
+
+@functools.lru_cache(maxsize=None)
+def parser() -> Lark:
+    return Lark(_grammar_text(), parser="lalr", start=["start", "expr"], propagate_positions=True,
+                maybe_placeholders=True, cache=False)
+
+
+def parse(text: str, path: str, start: str = "start") -> Tree:
+    """Parse spec text; syntax errors raise SpecError with the position and a caret."""
+    errors = Collector(path, text)
+    try:
+        return parser().parse(text, start=start)
+    except UnexpectedInput as exc:
+        errors.error(_describe(exc, text), Span(path, exc.line if exc.line > 0 else 1,
+                                                exc.column if exc.column > 0 else 1))
+    errors.raise_if_any()
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: UnexpectedInput, text: str) -> str:
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        return f"unexpected character {char!r}"
+    expected = sorted({TOKEN_WORDS.get(t, t.lower()) for t in getattr(exc, "expected", ()) or ()})
+    wanted = f"; expected {_one_of(expected)}" if expected and len(expected) <= 6 else ""
+    if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
+        return f"unexpected end of file{wanted}"
+    token = exc.token
+    return f"unexpected {TOKEN_WORDS.get(token.type, token.type.lower())} {str(token)!r}{wanted}"
+
+
+def _one_of(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def span_of(node: Tree | Token, path: str) -> Span:
+    if isinstance(node, Token):
+        return Span(path, node.line, node.column, node.end_line, node.end_column)
+    meta = node.meta
+    if getattr(meta, "empty", True):
+        return Span(path, 1, 1)
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def number(token: Token | str) -> int | float:
+    """A NUMBER token's value: ints stay ints (so `dense(512)` gets an int)."""
+    text = str(token).replace("_", "")
+    if text[:2].lower() in ("0x", "0o", "0b"):
+        return int(text, 0)
+    if any(c in text for c in ".eE"):
+        return float(text)
+    return int(text)
