@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of JSON/YAML specs")
 
+    sub.add_parser("reference", help="print the language reference (every layer, argument and default) as Markdown")
+
     p = sub.add_parser("resolve", help="print a spec as JSON with every default filled in")
     p.add_argument("file", metavar="FILE")
     return parser
@@ -104,6 +106,14 @@ def _schema(args) -> int:
     from .ir.model import Model
 
     print(json.dumps(Model.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+@command("reference")
+def _reference(args) -> int:
+    from .reference import reference_markdown
+
+    sys.stdout.write(reference_markdown())
     return EXIT_OK
 
 

@@ -48,7 +48,8 @@ class _Formatter:
                 self.lines.append("")
             self._leading(top, indent)
             render(item, indent)
-            self._trailing(item.meta.end_line)
+            if item.meta.end_line != end_line:  # else a comment after the closing brace is the parent's
+                self._trailing(item.meta.end_line)
             previous_end = item.meta.end_line
         if end_line is not None:
             self._leading(end_line, indent)
@@ -80,7 +81,8 @@ class _Formatter:
                 self.lines.append(f"{indent}}}")
             return
         self.lines.append(f"{indent}{head} {{")
-        self._trailing(body.meta.line)
+        if body.meta.line != body.meta.end_line:
+            self._trailing(body.meta.line)
         self._sequence(body.children, indent + INDENT, self.item, body.meta.end_line)
         self.lines.append(f"{indent}}}")
 
@@ -154,7 +156,7 @@ class _Formatter:
             symbol, prec = BINARY[kind]
             left, right = t.children
             if kind == "pow":  # right-associative
-                text = f"{self.expr(left, indent, used, prec + 1)} ** {self.expr(right, indent, used, prec)}"
+                text = f"{self.expr(left, indent, used, prec + 1)} ** {self.expr(right, indent, used, NEG_PRECEDENCE)}"
             else:
                 text = f"{self.expr(left, indent, used, prec)} {symbol} {self.expr(right, indent, used, prec + 1)}"
             return f"({text})" if parent > prec else text

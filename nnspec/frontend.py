@@ -171,6 +171,8 @@ class Frontend:
                 shape.append(None)
                 continue
             value = self.value(dim, frame.scope)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 self.fail(f"a dimension must be a positive integer or '?', got {value!r}", dim)
             shape.append(value)
@@ -242,10 +244,12 @@ class Frontend:
         callee = str(call.children[0])
         args = [a for a in call.children[1:] if a is not None]
         explicit = []
-        while args and self._is_tensor(args[0], frame) and (callee != "lambda"):
+        while args and self._is_tensor(args[0], frame):
             explicit.append(self.tensor(args[0].children[0], frame))
             args.pop(0)
         if flowing is None and not explicit:
+            if frame.current is None and not self.inputs:
+                self.fail(f"{callee}() needs an input tensor; declare one first: `input x: float32[...]`", call)
             if frame.current is None:
                 self.fail(f"{callee}() needs an input tensor: the model has several inputs, so name the one it "
                           f"reads, e.g. {callee}(x, ...) or x -> {callee}(...)", call)
@@ -254,16 +258,22 @@ class Frontend:
         block = frame.scope.find("blocks", callee)
         if block is not None:
             return [self.expand_block(block, call, args, ins, frame)]
-        layer_call = self.call(call, frame.scope, args)
-        if callee == "lambda" and args:
-            layer_call.args[0] = self.lambda_text(args[0])
+        if callee in ("lambda", "Lambda") and args:  # its body is an expression of `x`, not a value
+            layer_call = self.call(call, frame.scope, args[1:])
+            layer_call.args.insert(0, self.lambda_text(args[0]))
+            layer_call.arg_spans["expression"] = self.span(args[0])
+        else:
+            layer_call = self.call(call, frame.scope, args)
         explicit_name = layer_call.kwargs.pop("name", None)
         layer = self.make_layer(layer_call, call, frame)
         layer.inputs = ins
         layer.name = self.layer_name(layer, explicit_name, name, call)
         self.layers.append(layer)
         self.map.layers.append(self.span(call))
-        return output_names(layer, len(_n_outputs(layer)))
+        outs = output_names(layer, len(_n_outputs(layer)))
+        if explicit_name is not None:  # `dense(1, name="aux")` can be referred to as `aux`
+            frame.scope.tensors[layer.name] = outs[0]
+        return outs
 
     def _is_tensor(self, arg: Tree, frame: Frame) -> bool:
         if not (isinstance(arg, Tree) and arg.data == "name"):

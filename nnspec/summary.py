@@ -16,10 +16,6 @@ def _is_chain(analysis: Analysis) -> bool:
 def summary(analysis: Analysis, width: int = 65) -> str:
     model = analysis.model
     chain = _is_chain(analysis)
-    columns = [("Layer (type)", 29), ("Output Shape", 26), ("Param #", 10)]
-    if not chain:
-        columns.append(("Connected to", 30))
-        width = 98
     rows = []
     if not chain:
         rows += [(f"{i.name} (InputLayer)", str(i.type()), "0", "") for i in model.inputs]
@@ -30,6 +26,11 @@ def summary(analysis: Analysis, width: int = 65) -> str:
         if not chain:
             row.append(", ".join(layer.inputs))
         rows.append(tuple(row))
+    # Keras's column widths, widened where a name or shape would not fit
+    columns = [("Layer (type)", 29), ("Output Shape", 26), ("Param #", 10)] + ([] if chain else [("Connected to", 30)])
+    columns = [(title, max(w, *(len(r[i]) + 2 for r in rows))) if rows else (title, w)
+               for i, (title, w) in enumerate(columns)]
+    width = max(width, sum(w for _, w in columns))
 
     def line(cells) -> str:
         out = ""

@@ -39,10 +39,17 @@ def parse(text: str, path: str, start: str = "start") -> Tree:
     try:
         return parser().parse(text, start=start)
     except UnexpectedInput as exc:
-        errors.error(_describe(exc, text), Span(path, exc.line if exc.line > 0 else 1,
-                                                exc.column if exc.column > 0 else 1))
+        errors.error(_describe(exc, text), _where(exc, text, path))
     errors.raise_if_any()
     raise AssertionError("unreachable")
+
+
+def _where(exc: UnexpectedInput, text: str, path: str) -> Span:
+    at_end = isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END")
+    if at_end or exc.line < 1:  # point just past the last character
+        lines = text.split("\n")
+        return Span(path, len(lines), len(lines[-1]) + 1)
+    return Span(path, exc.line, exc.column)
 
 
 def _describe(exc: UnexpectedInput, text: str) -> str:

@@ -87,7 +87,7 @@ class Family:
     def canonical(self, name: str) -> str:
         key = name if name in self.names else _snake(name)
         if key not in self.names:
-            raise ValueError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.members)}")
+            raise ValueError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names)}")
         return self.names[key]
 
     def coerce(self, value: Any) -> Any:

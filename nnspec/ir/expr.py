@@ -124,7 +124,7 @@ def to_text(e: Expr, parent: int = 0) -> str:
         return f"({text})" if parent > PRECEDENCE["neg"] else text
     prec = PRECEDENCE[e.op]
     if e.op == "**":  # right-associative
-        text = f"{to_text(e.left, prec + 1)} ** {to_text(e.right, prec)}"
+        text = f"{to_text(e.left, prec + 1)} ** {to_text(e.right, PRECEDENCE['neg'])}"
     else:
         text = f"{to_text(e.left, prec)} {e.op} {to_text(e.right, prec + 1)}"
     return f"({text})" if parent > prec else text
