@@ -1,0 +1,208 @@
+"""Keras's callbacks, built from the spec's callback entries. Each keeps its state in a dict so a
+checkpoint can save and restore it."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import training as spec
+from .schedules import schedule_value
+
+
+class Callback:
+    def __init__(self):
+        self.trainer = None  # set by the loop: gives access to weights, the learning rate, stopping
+
+    def on_train_begin(self) -> None: ...
+    def on_batch_end(self, step: int, logs: dict) -> None: ...
+    def on_epoch_begin(self, epoch: int) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
+    def on_train_end(self) -> None: ...
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None: ...
+
+
+def _mode(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
+
+
+class _Monitor(Callback):
+    """Tracks the best value of a monitored log entry (the logic EarlyStopping and friends share)."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float):
+        super().__init__()
+        self.monitor = monitor
+        self.sign = 1.0 if _mode(monitor, mode) == "min" else -1.0
+        self.min_delta = abs(min_delta)
+        self.best = math.inf
+        self.wait = 0
+
+    def _improved(self, logs: dict) -> bool | None:
+        value = logs.get(self.monitor)
+        if value is None:
+            return None
+        if self.sign * value < self.best - self.min_delta:
+            self.best = self.sign * value
+            return True
+        return False
+
+    def state(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]
+
+
+class EarlyStopping(_Monitor):
+    def __init__(self, cfg: spec.EarlyStopping):
+        super().__init__(cfg.monitor, cfg.mode, cfg.min_delta)
+        self.cfg = cfg
+        if cfg.baseline is not None:
+            self.best = self.sign * cfg.baseline
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch < self.cfg.start_from_epoch:
+            return
+        improved = self._improved(logs)
+        if improved is None:
+            return
+        if improved:
+            self.wait = 0
+            if self.cfg.restore_best_weights:
+                self.best_weights = self.trainer.step.state()
+        else:
+            self.wait += 1
+            if self.wait >= self.cfg.patience:
+                self.trainer.stop(f"early stopping: {self.monitor} did not improve for {self.wait} epoch(s)")
+
+    def on_train_end(self):
+        if self.cfg.restore_best_weights and self.best_weights is not None:
+            self.trainer.step.load_state(self.best_weights)
+
+    def state(self):
+        out = super().state()
+        if self.best_weights is not None:
+            out["best_weights"] = self.best_weights  # arrays: the checkpoint stores them separately
+        return out
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.best_weights = state.get("best_weights")
+
+
+class ModelCheckpoint(_Monitor):
+    def __init__(self, cfg: spec.ModelCheckpoint, base_dir: Path):
+        super().__init__(cfg.monitor, cfg.mode, 0.0)
+        self.cfg = cfg
+        self.base_dir = base_dir
+
+    def on_epoch_end(self, epoch, logs):
+        if self.cfg.save_best_only and not self._improved(logs):
+            return
+        path = self.base_dir / self.cfg.filepath.format(epoch=epoch + 1, **logs)
+        self.trainer.save(path, weights_only=self.cfg.save_weights_only)
+
+
+class ReduceLROnPlateau(_Monitor):
+    def __init__(self, cfg: spec.ReduceLROnPlateau):
+        super().__init__(cfg.monitor, cfg.mode, cfg.min_delta)
+        self.cfg = cfg
+        self.cooldown = 0
+
+    def on_epoch_end(self, epoch, logs):
+        improved = self._improved(logs)
+        if improved is None:
+            return
+        if self.cooldown > 0:
+            self.cooldown -= 1
+            self.wait = 0
+        if improved:
+            self.wait = 0
+        elif self.cooldown <= 0:
+            self.wait += 1
+            if self.wait >= self.cfg.patience:
+                old = self.trainer.current_lr()
+                if old > self.cfg.min_lr:
+                    self.trainer.set_lr(max(old * self.cfg.factor, self.cfg.min_lr))
+                    self.cooldown = self.cfg.cooldown
+                    self.wait = 0
+
+    def state(self):
+        return {**super().state(), "cooldown": self.cooldown}
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.cooldown = state["cooldown"]
+
+
+class LearningRateScheduler(Callback):
+    """Sets the rate at the start of each epoch from a schedule whose steps count epochs."""
+
+    def __init__(self, cfg: spec.LearningRateScheduler):
+        super().__init__()
+        self.cfg = cfg
+
+    def on_epoch_begin(self, epoch):
+        self.trainer.set_lr(schedule_value(self.cfg.schedule, epoch))
+
+
+class CSVLogger(Callback):
+    def __init__(self, cfg: spec.CSVLogger, base_dir: Path):
+        super().__init__()
+        self.path = base_dir / cfg.filename
+        self.cfg = cfg
+
+    def on_train_begin(self):
+        if not self.cfg.append and not self.trainer.resumed and self.path.exists():
+            self.path.unlink()
+
+    def on_epoch_end(self, epoch, logs):
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.writer(f, delimiter=self.cfg.separator)
+            if new:
+                writer.writerow(["epoch", *logs])
+            writer.writerow([epoch, *(f"{v:.10g}" for v in logs.values())])
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class TerminateOnNaN(Callback):
+    def on_batch_end(self, step, logs):
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.trainer.stop(f"batch {step}: invalid loss, terminating training")
+
+
+def build(configs: list, base_dir: Path) -> list[Callback]:
+    out = []
+    for cfg in configs:
+        if isinstance(cfg, spec.EarlyStopping):
+            out.append(EarlyStopping(cfg))
+        elif isinstance(cfg, spec.ModelCheckpoint):
+            out.append(ModelCheckpoint(cfg, base_dir))
+        elif isinstance(cfg, spec.ReduceLROnPlateau):
+            out.append(ReduceLROnPlateau(cfg))
+        elif isinstance(cfg, spec.LearningRateScheduler):
+            out.append(LearningRateScheduler(cfg))
+        elif isinstance(cfg, spec.CSVLogger):
+            out.append(CSVLogger(cfg, base_dir))
+        elif isinstance(cfg, spec.TerminateOnNaN):
+            out.append(TerminateOnNaN())
+        elif isinstance(cfg, spec.HistoryCallback):
+            continue  # the history is always kept and returned
+        else:
+            from ..errors import SpecError
+
+            raise SpecError(f"the {cfg.name} callback is not supported by `nnspec train` yet")
+    return out

@@ -1,0 +1,184 @@
+"""Keras `fit`/`evaluate` semantics over a compiled training step."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..data import Dataset
+from ..ir.training import TrainConfig
+from . import checkpoint as ckpt
+from .callbacks import Callback, EarlyStopping, build as build_callbacks
+from .progress import Progress
+from .schedules import learning_rate
+
+
+class Step(Protocol):
+    """A compiled training graph and its state (parameters and optimizer slots)."""
+
+    metric_names: list[str]
+
+    def train(self, xs: list[np.ndarray], ys: list[np.ndarray], sample_weight: np.ndarray, lr: float,
+              step: int) -> tuple[float, np.ndarray]: ...
+
+    def evaluate(self, xs, ys, sample_weight) -> tuple[float, np.ndarray]: ...
+
+    def finalize(self, sums: np.ndarray) -> dict[str, float]: ...
+
+    def state(self) -> dict[str, np.ndarray]: ...
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+
+@dataclass
+class History:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs: list[int] = field(default_factory=list)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epochs.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+def sample_weights(ys: list[np.ndarray], class_weight: dict[int, float] | None,
+                   given: np.ndarray | None = None) -> np.ndarray:
+    """Keras: per-sample weights, times the class weight of each sample's label."""
+    n = len(ys[0])
+    weights = np.ones(n, np.float32) if given is None else np.asarray(given, np.float32).copy()
+    if class_weight:
+        y = ys[0]
+        labels = y.argmax(-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(n).astype(np.int64)
+        weights *= np.array([class_weight.get(int(c), 1.0) for c in labels], np.float32)
+    return weights
+
+
+class Trainer:
+    def __init__(self, step: Step, config: TrainConfig, *, base_dir: Path = Path("."), save_model=None,
+                 checkpoint_dir: Path | None = None, seed: int = 0, verbose: int = 1):
+        self.step = step
+        self.config = config
+        self.callbacks: list[Callback] = build_callbacks(config.callbacks, base_dir)
+        for cb in self.callbacks:
+            cb.trainer = self
+        self.save_model = save_model
+        self.checkpoint_dir = checkpoint_dir
+        self.seed = seed
+        self.verbose = verbose
+        self.history = History()
+        self.global_step = 0
+        self.lr_override: float | None = None
+        self.stop_reason: str | None = None
+        self.resumed = False
+
+    # ---- what callbacks use ------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
+    def current_lr(self) -> float:
+        return learning_rate(self.config.optimizer, self.global_step, self.lr_override)
+
+    def set_lr(self, value: float) -> None:
+        self.lr_override = float(value)
+
+    def save(self, path: Path, weights_only: bool = False) -> None:
+        self.save_model(path, weights_only)
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def fit(self, train: Dataset, validation: Dataset | None = None, resume: bool = False) -> History:
+        cfg = self.config
+        start_epoch = cfg.initial_epoch
+        if resume:
+            start_epoch = self._restore()
+        weights = sample_weights(train.ys, cfg.class_weight)
+        steps = math.ceil(len(train) / cfg.batch_size)
+        if cfg.steps_per_epoch:
+            steps = min(steps, cfg.steps_per_epoch)
+        progress = Progress(self.verbose, cfg.epochs)
+        for cb in self.callbacks:
+            cb.on_train_begin()
+        for epoch in range(start_epoch, cfg.epochs):
+            if self.stop_reason:
+                break
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch)
+            order = np.arange(len(train))
+            if cfg.shuffle:  # a generator per epoch: a resumed run shuffles exactly as an unbroken one
+                order = np.random.default_rng([self.seed, epoch]).permutation(len(train))
+            progress.epoch_begin(epoch, steps)
+            loss_sum, count, metric_sums = 0.0, 0, None
+            for b in range(steps):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                batch = train.take(np.sort(idx) if not cfg.shuffle else idx)
+                loss, stats = self.step.train(batch.xs, batch.ys, weights[idx], self.current_lr(), self.global_step)
+                self.global_step += 1
+                loss_sum += loss * len(idx)
+                count += len(idx)
+                metric_sums = stats if metric_sums is None else metric_sums + stats
+                logs = {"loss": loss_sum / count, **self.step.finalize(metric_sums)}
+                progress.batch_end(logs)
+                for cb in self.callbacks:
+                    cb.on_batch_end(self.global_step, {"loss": loss})
+                if self.stop_reason:
+                    break
+            if validation is not None and len(validation):
+                val = self.evaluate(validation)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            progress.epoch_end(logs)
+            self.history.append(epoch, logs)
+            for cb in self.callbacks:
+                cb.on_epoch_end(epoch, logs)
+            self._checkpoint(epoch + 1)
+            if self.stop_reason and self.verbose:
+                print(self.stop_reason)
+        for cb in self.callbacks:
+            cb.on_train_end()
+        return self.history
+
+    def evaluate(self, data: Dataset, batch_size: int | None = None) -> dict[str, float]:
+        batch_size = batch_size or self.config.batch_size
+        weights = sample_weights(data.ys, None)
+        loss_sum, count, sums = 0.0, 0, None
+        for start in range(0, len(data), batch_size):
+            idx = slice(start, start + batch_size)
+            batch = data.take(idx)
+            loss, stats = self.step.evaluate(batch.xs, batch.ys, weights[idx])
+            n = len(batch)
+            loss_sum += loss * n
+            count += n
+            sums = stats if sums is None else sums + stats
+        return {"loss": loss_sum / count, **self.step.finalize(sums)}
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def _checkpoint(self, next_epoch: int) -> None:
+        if self.checkpoint_dir is None:
+            return
+        best = None
+        states = []
+        for cb in self.callbacks:
+            state = dict(cb.state())
+            if isinstance(cb, EarlyStopping) and "best_weights" in state:
+                best = state.pop("best_weights")
+            states.append(state)
+        meta = {"epoch": next_epoch, "step": self.global_step, "lr_override": self.lr_override,
+                "history": self.history.history, "epochs": self.history.epochs, "callbacks": states,
+                "stop_reason": self.stop_reason, "seed": self.seed}
+        ckpt.save(self.checkpoint_dir, self.step.state(), meta, best)
+
+    def _restore(self) -> int:
+        state, meta, best = ckpt.load(self.checkpoint_dir)
+        self.step.load_state(state)
+        self.global_step = meta["step"]
+        self.lr_override = meta["lr_override"]
+        self.history = History(meta["history"], meta["epochs"])
+        self.stop_reason = meta["stop_reason"]
+        self.seed = meta["seed"]
+        for cb, s in zip(self.callbacks, meta["callbacks"]):
+            if isinstance(cb, EarlyStopping) and best is not None:
+                s = {**s, "best_weights": best}
+            cb.load_state(s)
+        self.resumed = True
+        return meta["epoch"]
