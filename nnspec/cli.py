@@ -50,7 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resolve", help="print a spec as JSON with every default filled in")
     p.add_argument("file", metavar="FILE")
+
+    p = sub.add_parser("compile", help="compile a spec and its weights to an ONNX model")
+    p.add_argument("file", metavar="SPEC", help=".nn, .json or .yaml spec")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.onnx")
+    _weight_options(p)
+    p.add_argument("--opset", type=_opset, metavar="N", help="ONNX opset, 17 to 26 (default: 18)")
+
+    p = sub.add_parser("predict", help="run a model on inputs from a .npy, .npz or .csv file")
+    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec, or .onnx model")
+    p.add_argument("-i", "--input", required=True, metavar="FILE",
+                   help=".npy; .npz with x (or x0, x1, ... or the input names); .csv of numbers, header optional")
+    p.add_argument("-o", "--output", metavar="OUT.npy", help="write predictions (.npy, or .npz for several outputs) "
+                   "instead of printing them")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when it works, else CPU (default)")
+    _weight_options(p)
     return parser
+
+
+def _opset(text: str) -> int:
+    from .backends.onnx.emit import MAX_OPSET, MIN_OPSET
+
+    if not text.isdigit() or not MIN_OPSET <= int(text) <= MAX_OPSET:
+        raise argparse.ArgumentTypeError(f"choose an opset from {MIN_OPSET} to {MAX_OPSET}, not {text!r}")
+    return int(text)
+
+
+def _weight_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--weights", metavar="W.npz", help="nnspec weights file (default: fresh from the initializers)")
+    group.add_argument("--seed", type=int, metavar="N", help="seed for fresh weights")
 
 
 @command("check")
@@ -122,6 +153,64 @@ def _resolve(args) -> int:
     from .loader import dump_json, load
 
     print(dump_json(load(args.file).model))
+    return EXIT_OK
+
+
+def _fail(message: str) -> int:
+    print(f"nnspec: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+@command("compile")
+def _compile(args) -> int:
+    from pathlib import Path
+
+    from .loader import SPEC_SUFFIXES
+
+    if Path(args.file).suffix.lower() not in SPEC_SUFFIXES:
+        return _fail(f"{args.file}: compile takes a spec ({', '.join(SPEC_SUFFIXES)})")
+    from .api import load
+    from .backends.onnx import DEFAULT_OPSET
+
+    model = load(args.file, weights=args.weights, seed=args.seed, opset=args.opset or DEFAULT_OPSET)
+    try:
+        model.save_onnx(args.output)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    print(f"{args.output}: {len(model.onnx.graph.node)} nodes, {model.spec.analysis.total:,} parameters, "
+          f"opset {model.onnx.opset_import[0].version}")
+    return EXIT_OK
+
+
+@command("predict")
+def _predict(args) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .api import InputError, load
+    from .backends.onnx.runtime import DeviceError
+    from .arrays import check_output, read_inputs, write_outputs
+
+    if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
+        return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
+    try:
+        model = load(args.model, weights=args.weights, seed=args.seed, device=args.device)
+        if args.output:
+            check_output(args.output, len(model.output_names))
+        outputs = model.predict(read_inputs(args.input, model.inputs), batch_size=args.batch_size)
+    except (InputError, DeviceError) as exc:
+        return _fail(str(exc))
+    outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
+    if args.output:
+        try:
+            write_outputs(args.output, outputs)
+        except OSError as exc:
+            return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+        return EXIT_OK
+    with np.printoptions(threshold=sys.maxsize, linewidth=sys.maxsize):
+        for name, y in outputs.items():
+            print(f"{name}:\n{y}" if len(outputs) > 1 else y)
     return EXIT_OK
 
 

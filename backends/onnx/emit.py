@@ -1,0 +1,126 @@
+"""Lowering: the live equations of a primitive graph become one ONNX graph."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .graph import Aval, Graph, Var, live_equations
+
+DEFAULT_OPSET = 18  # every op used has a CUDA kernel at this version (see FACTS.md)
+MIN_OPSET, MAX_OPSET = 17, 26  # 17: LayerNormalization; onnxruntime 1.31 loads up to 26
+MIN_IR_VERSION = 10
+SMALL_CONSTANT = 64  # elements; identical small constants of one layer share an initializer
+
+
+class Emitter:
+    """What lowering rules see as `ctx`: makes nodes and initializers named after the current layer."""
+
+    def __init__(self, opset: int):
+        self.opset = opset
+        self.scope = ""
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.taken: set[str] = set()
+        self.producer: dict[str, tuple[onnx.NodeProto, int]] = {}
+        self._small: dict[tuple, str] = {}
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs) -> str | list[str]:
+        inputs = list(inputs)
+        while inputs and not inputs[-1]:  # trailing optional inputs left out
+            inputs.pop()
+        attrs = {k: v for k, v in attrs.items() if v is not None and not (isinstance(v, (list, tuple)) and not v)}
+        base = f"{self.scope}/{op_type}" if self.scope else op_type
+        names = [self.fresh(base if i == 0 else f"{base}:{i}") for i in range(outputs)]
+        node = helper.make_node(op_type, inputs, names, name=names[0], **attrs)
+        self.nodes.append(node)
+        for i, n in enumerate(names):
+            self.producer[n] = (node, i)
+        return names[0] if outputs == 1 else names
+
+    def const(self, value: np.ndarray, name: str | None = None) -> str:
+        value = np.asarray(value)
+        key = None
+        if value.size <= SMALL_CONSTANT and name is None:
+            key = (self.scope, value.dtype.str, value.shape, value.tobytes())
+            if key in self._small:
+                return self._small[key]
+        base = name or (f"{self.scope}/const" if self.scope else "const")
+        out = self.fresh(base)
+        self.initializers.append(numpy_helper.from_array(value, out))
+        if key is not None:
+            self._small[key] = out
+        return out
+
+    def ints(self, values) -> str:
+        return self.const(np.asarray(values, np.int64))
+
+    @staticmethod
+    def dtype(name: str) -> int:
+        return helper.np_dtype_to_tensor_dtype(np.dtype(name))
+
+    def rename(self, name: str, new: str) -> bool:
+        """Give a node's output its final name (a graph output); False if no node made it."""
+        if name not in self.producer or new in self.producer:
+            return False
+        node, i = self.producer.pop(name)
+        node.output[i] = new
+        if i == 0:
+            node.name = new
+        self.producer[new] = (node, i)
+        return True
+
+
+def value_info(name: str, aval: Aval) -> onnx.ValueInfoProto:
+    dims = ["batch" if i == 0 and d is None else d for i, d in enumerate(aval.shape)]
+    return helper.make_tensor_value_info(name, Emitter.dtype(aval.dtype), dims)
+
+
+def ir_version(opset: int) -> int:
+    return max(MIN_IR_VERSION, helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))
+
+
+def to_onnx(graph: Graph, outputs: dict[str, Var], opset: int = DEFAULT_OPSET, name: str = "model") -> onnx.ModelProto:
+    """Graph inputs keep their names (the spec's); each output gets the spec's tensor name."""
+    ctx = Emitter(opset)
+    names: dict[int, str] = {}
+    for v in graph.inputs:
+        names[id(v)] = v.hint
+    ctx.taken |= {v.hint for v in graph.inputs} | set(outputs)
+    wanted: dict[int, str] = {}
+    for out, v in outputs.items():
+        wanted.setdefault(id(v), out)
+
+    def name_of(v: Var | None) -> str:
+        if v is None:
+            return ""
+        if id(v) not in names:  # only constants are met before their definition
+            names[id(v)] = ctx.const(v.value, v.hint)
+        return names[id(v)]
+
+    for eqn in live_equations(graph, list(outputs.values())):
+        ctx.scope = eqn.scope
+        made = eqn.prim.lower(ctx, *[name_of(v) for v in eqn.inputs], **eqn.params)
+        for v, made_name in zip(eqn.outputs, [made] if isinstance(made, str) else made):
+            want = wanted.get(id(v))
+            names[id(v)] = want if want is not None and ctx.rename(made_name, want) else made_name
+
+    for out, v in outputs.items():
+        if name_of(v) != out:  # an input, a constant, or a second name for one tensor
+            ctx.nodes.append(helper.make_node("Identity", [name_of(v)], [out], name=out))
+    g = helper.make_graph(
+        ctx.nodes, name,
+        [value_info(v.hint, v.aval) for v in graph.inputs],
+        [value_info(out, v.aval) for out, v in outputs.items()],
+        ctx.initializers,
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version(opset),
+                             producer_name="nnspec")

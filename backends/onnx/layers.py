@@ -1,0 +1,348 @@
+"""Each IR layer type expands into primitives, in one table; a layer may also register a fused
+inference lowering (one Gemm, one BatchNormalization, an ONNX LSTM) that gives the same numbers
+and returns None where it does not apply, falling back to the primitive expansion.
+
+Tensors are Keras's: batch first, channels last. Layers on channels-first ONNX ops (conv,
+pooling) transpose in and out; the transposes between two such layers cancel as they are traced.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ...errors import SpecError
+from ...ir.base import TensorType, Weight
+from ...ir.expr import BinOp, Func, Neg, Num, Var as ExprVar, parse_expression
+from ...ir.layers import Layer
+from . import primitives as P
+from .activations import activation
+from .graph import Var
+
+
+@dataclass
+class LayerCall:
+    """A layer applied to traced tensors; `weights` follow `specs`, Keras get_weights() order."""
+
+    layer: Layer
+    inputs: list[Var]
+    in_types: list[TensorType]
+    out_types: list[TensorType]
+    specs: list[Weight]
+    weights: list[Var]
+    masks: list[Var | None]  # the inputs' Keras masks: bool (batch, time)
+    fused: bool
+
+    @property
+    def x(self) -> Var:
+        return self.inputs[0]
+
+    @property
+    def mask(self) -> Var | None:
+        return self.masks[0]
+
+    def w(self, name: str) -> Var | None:
+        return next((v for s, v in zip(self.specs, self.weights) if s.name == name), None)
+
+    def fail(self, message: str) -> SpecError:
+        return SpecError(f"cannot compile layer '{self.layer.name}' ({self.layer.type}): {message}")
+
+
+Expansion = Callable[[LayerCall], "Var | list[Var] | None"]
+LAYERS: dict[str, Expansion] = {}  # layer type -> expansion in primitives
+FUSED: dict[str, Expansion] = {}  # layer type -> fused inference lowering (None: does not apply)
+MASKS: dict[str, Callable[[LayerCall], Var | None]] = {}  # layer type -> the mask it creates
+
+
+def expands(*types: str, table: dict = LAYERS) -> Callable:
+    def register(fn):
+        for t in types:
+            table[t] = fn
+        return fn
+    return register
+
+
+def expand(call: LayerCall) -> list[Var]:
+    kind = call.layer.type
+    out = FUSED[kind](call) if call.fused and kind in FUSED else None
+    if out is None:
+        out = LAYERS[kind](call)
+    return out if isinstance(out, list) else [out]
+
+
+def output_mask(call: LayerCall) -> Var | None:
+    """Keras's mask on the layer's output: made here, passed on (AND of the inputs'), or none."""
+    if call.layer.type in MASKS:
+        return MASKS[call.layer.type](call)
+    present = [m for m in call.masks if m is not None]
+    if not call.out_types[0].masked or not present:
+        return None
+    return functools.reduce(P.logical_and, present)
+
+
+def _axis(axis: int, rank: int) -> int:
+    """A Keras axis (batch is 0) as a non-negative index."""
+    return axis % rank
+
+
+def _along(v: Var, axis: int, rank: int) -> Var:
+    """Reshape a per-axis parameter (C,) to broadcast against a rank-`rank` tensor on `axis`."""
+    return P.reshape(v, shape=(-1,) + (1,) * (rank - 1 - axis))
+
+
+# ---- core -----------------------------------------------------------------------------------
+
+
+@expands("Dense")
+def _dense(c):
+    y = c.x @ c.w("kernel")
+    bias = c.w("bias")
+    return activation(c.layer.activation, y if bias is None else y + bias)
+
+
+@expands("Dense", table=FUSED)
+def _dense_gemm(c):
+    if c.x.rank != 2:
+        return None
+    return activation(c.layer.activation, P.gemm(c.x, c.w("kernel"), c.w("bias")))
+
+
+@expands("Activation")
+def _activation(c):
+    return activation(c.layer.activation, c.x)
+
+
+@expands("Dropout", "ActivityRegularization")  # identities at inference
+def _identity(c):
+    return c.x
+
+
+@expands("Flatten")
+def _flatten(c):
+    return P.reshape(c.x, shape=(0, c.out_types[0].shape[0]))
+
+
+@expands("Reshape")
+def _reshape(c):
+    return P.reshape(c.x, shape=(0, *c.layer.target_shape))
+
+
+@expands("Permute")
+def _permute(c):
+    return P.transpose(c.x, perm=(0, *c.layer.dims))
+
+
+@expands("RepeatVector")
+def _repeat_vector(c):
+    return P.tile(P.reshape(c.x, shape=(0, 1, -1)), reps=(1, c.layer.n, 1))
+
+
+def _unmasked(c: LayerCall) -> Var:
+    """(batch, time, 1) float: 1 where some feature differs from mask_value."""
+    differs = P.cast(P.ne(c.x, c.layer.mask_value), dtype=c.x.dtype)
+    return P.reduce_max(differs, axes=(c.x.rank - 1,), keepdims=True)
+
+
+@expands("Masking")
+def _masking(c):
+    return c.x * _unmasked(c)
+
+
+@expands("Masking", table=MASKS)
+def _masking_mask(c):
+    return P.cast(P.reshape(_unmasked(c), shape=(0, 0)), dtype="bool")
+
+
+_EXPR_FUNCTIONS = {
+    "abs": P.abs, "exp": P.exp, "log": P.log, "sqrt": P.sqrt, "square": lambda x: x * x, "sin": P.sin,
+    "cos": P.cos, "tanh": P.tanh, "sigmoid": P.sigmoid, "relu": P.relu, "softplus": P.softplus, "erf": P.erf,
+    "floor": P.floor, "ceil": P.ceil, "sign": P.sign, "neg": P.neg, "reciprocal": P.reciprocal,
+    "clip": lambda x, lo, hi: P.minimum(P.maximum(x, lo), hi), "minimum": P.minimum, "maximum": P.maximum,
+    "pow": P.pow,
+}
+_EXPR_OPERATORS = {"+": P.add, "-": P.sub, "*": P.mul, "/": P.div, "**": P.pow}
+
+
+def _evaluate(e, x: Var) -> Var:
+    if isinstance(e, Num):
+        return x.graph.const(e.value, x.dtype)
+    if isinstance(e, ExprVar):
+        return x
+    if isinstance(e, Neg):
+        return P.neg(_evaluate(e.operand, x))
+    if isinstance(e, BinOp):
+        return _EXPR_OPERATORS[e.op](_evaluate(e.left, x), _evaluate(e.right, x))
+    if isinstance(e, Func):
+        return _EXPR_FUNCTIONS[e.name](*[_evaluate(a, x) for a in e.args])
+    raise AssertionError(f"unknown expression node {e!r}")
+
+
+@expands("Lambda")
+def _lambda(c):
+    return _evaluate(parse_expression(c.layer.expression), c.x)
+
+
+@expands("Embedding")
+def _embedding(c):
+    idx = c.x if c.x.dtype in ("int32", "int64") else P.cast(c.x, dtype="int64")
+    return P.gather(c.w("embeddings"), idx)
+
+
+@expands("Embedding", table=MASKS)
+def _embedding_mask(c):
+    return P.ne(c.x, 0) if c.layer.mask_zero else None
+
+
+# ---- convolution and pooling (any number of spatial dimensions) ----------------------------------
+
+
+def channels_first(x: Var) -> Var:
+    return P.transpose(x, perm=(0, x.rank - 1, *range(1, x.rank - 1)))
+
+
+def channels_last(x: Var) -> Var:
+    return P.transpose(x, perm=(0, *range(2, x.rank), 1))
+
+
+def _pads(padding: str, sizes, kernel, strides, dilations) -> tuple[int, ...] | None:
+    """ONNX pads (all begins, then all ends) for Keras padding; None: ONNX SAME_UPPER at run time."""
+    if padding == "valid":
+        return (0,) * (2 * len(kernel))
+    if padding == "causal":
+        return tuple((k - 1) * d for k, d in zip(kernel, dilations)) + (0,) * len(kernel)
+    totals = []
+    for n, k, s, d in zip(sizes, kernel, strides, dilations):
+        if n is None and s > 1:
+            return None
+        n = n or 1  # with stride 1 the padding does not depend on the size
+        totals.append(max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0))
+    # TF 'same': the odd cell goes at the end.
+    return tuple(t // 2 for t in totals) + tuple(t - t // 2 for t in totals)
+
+
+@expands("Conv1D", "Conv2D")
+def _conv(c):
+    layer, rank = c.layer, c.layer.rank
+    kernel = P.transpose(c.w("kernel"), perm=(rank + 1, rank, *range(rank)))  # (*k, C/g, F) -> (F, C/g, *k)
+    y = P.conv(channels_first(c.x), kernel, c.w("bias"), strides=tuple(layer.strides),
+               pads=_pads(layer.padding, c.x.shape[1:-1], layer.kernel_size, layer.strides, layer.dilation_rate),
+               dilations=tuple(layer.dilation_rate), group=layer.groups)
+    return activation(layer.activation, channels_last(y))
+
+
+def _pool(prim: P.Primitive) -> Expansion:
+    def expansion(c):
+        layer = c.layer
+        strides = tuple(layer.strides or layer.pool_size)
+        pads = _pads(layer.padding, c.x.shape[1:-1], layer.pool_size, strides, [1] * layer.rank)
+        return channels_last(prim(channels_first(c.x), kernel_shape=tuple(layer.pool_size), strides=strides,
+                                  pads=pads))
+    return expansion
+
+
+expands("MaxPooling1D", "MaxPooling2D")(_pool(P.max_pool))
+expands("AveragePooling1D", "AveragePooling2D")(_pool(P.avg_pool))
+
+
+def _global_pool(reduce: P.Primitive) -> Expansion:
+    def expansion(c):
+        axes, keep = tuple(range(1, c.x.rank - 1)), c.layer.keepdims
+        if reduce is P.reduce_mean and c.mask is not None:  # the mean of the unmasked steps
+            m = P.reshape(P.cast(c.mask, dtype=c.x.dtype), shape=(0, 0, 1))
+            return P.reduce_sum(c.x * m, axes=axes, keepdims=keep) / P.reduce_sum(m, axes=axes, keepdims=keep)
+        return reduce(c.x, axes=axes, keepdims=keep)
+    return expansion
+
+
+expands("GlobalMaxPooling1D", "GlobalMaxPooling2D")(_global_pool(P.reduce_max))
+expands("GlobalAveragePooling1D", "GlobalAveragePooling2D")(_global_pool(P.reduce_mean))
+
+# ---- normalization ----------------------------------------------------------------------------
+
+
+def _gamma_beta(c: LayerCall, size: int) -> tuple[Var, Var]:
+    """gamma and beta, or the ones and zeros they stand for when scale or center is off."""
+    gamma, beta = c.w("gamma"), c.w("beta")
+    graph = c.x.graph
+    return (gamma if gamma is not None else graph.const(np.ones(size, np.float32)),
+            beta if beta is not None else graph.const(np.zeros(size, np.float32)))
+
+
+@expands("BatchNormalization")
+def _batch_norm(c):
+    axis, rank = _axis(c.layer.axis, c.x.rank), c.x.rank
+    gamma, beta = _gamma_beta(c, c.x.shape[axis])
+    scale = gamma / P.sqrt(c.w("moving_variance") + c.layer.epsilon)  # weights only: folded
+    shift = beta - c.w("moving_mean") * scale
+    return c.x * _along(scale, axis, rank) + _along(shift, axis, rank)
+
+
+@expands("BatchNormalization", table=FUSED)
+def _batch_norm_fused(c):
+    """ONNX BatchNormalization wants channels on axis 1: where the tensor is already laid out so
+    (a 2-D tensor, or the output of a conv), one node; elsewhere the multiply-add above."""
+    axis = _axis(c.layer.axis, c.x.rank)
+    perm = (0, axis, *[i for i in range(1, c.x.rank) if i != axis])
+    x = P.free_transpose(c.x, perm)
+    if x is None:
+        return None
+    gamma, beta = _gamma_beta(c, c.x.shape[axis])
+    y = P.batch_norm(x, gamma, beta, c.w("moving_mean"), c.w("moving_variance"), epsilon=c.layer.epsilon)
+    return P.transpose(y, perm=P.inverse(perm))
+
+
+@expands("LayerNormalization")
+def _layer_norm(c):
+    axis, rank = _axis(c.layer.axis, c.x.rank), c.x.rank
+    gamma, beta = _gamma_beta(c, c.x.shape[axis])
+    centered = c.x - P.reduce_mean(c.x, axes=(axis,), keepdims=True)
+    variance = P.reduce_mean(centered * centered, axes=(axis,), keepdims=True)
+    return centered / P.sqrt(variance + c.layer.epsilon) * _along(gamma, axis, rank) + _along(beta, axis, rank)
+
+
+@expands("LayerNormalization", table=FUSED)
+def _layer_norm_fused(c):
+    if _axis(c.layer.axis, c.x.rank) != c.x.rank - 1:
+        return None
+    gamma, beta = _gamma_beta(c, c.x.shape[-1])
+    return P.layer_norm(c.x, gamma, beta, axis=-1, epsilon=c.layer.epsilon)
+
+
+# ---- wrappers and merges ----------------------------------------------------------------------
+
+
+@expands("TimeDistributed")
+def _time_distributed(c):
+    """The wrapped layer sees (batch * time, ...) and its output is split back."""
+    steps = c.x.shape[1]
+    if steps is None or None in c.x.shape[2:]:
+        raise c.fail("TimeDistributed needs known sizes after the batch dimension")
+    inner = c.layer.layer
+    flat = P.reshape(c.x, shape=(-1, *c.x.shape[2:]))
+    out_type = c.out_types[0]
+    call = LayerCall(inner, [flat], [TensorType(c.in_types[0].dtype, c.in_types[0].shape[1:])],
+                     [TensorType(out_type.dtype, out_type.shape[1:])], c.specs, c.weights, [None], c.fused)
+    (y,) = expand(call)
+    return P.reshape(y, shape=(-1, steps, *y.shape[1:]))
+
+
+_MERGES: dict[str, Callable[[list[Var]], Var]] = {
+    "Add": lambda xs: functools.reduce(P.add, xs),
+    "Subtract": lambda xs: xs[0] - xs[1],
+    "Multiply": lambda xs: functools.reduce(P.mul, xs),
+    "Average": lambda xs: functools.reduce(P.add, xs) / float(len(xs)),
+    "Maximum": lambda xs: functools.reduce(P.maximum, xs),
+    "Minimum": lambda xs: functools.reduce(P.minimum, xs),
+}
+
+
+@expands(*_MERGES)
+def _merge(c):
+    return _MERGES[c.layer.type](c.inputs)
+
+
+@expands("Concatenate")
+def _concatenate(c):
+    return P.concat(*c.inputs, axis=_axis(c.layer.axis, c.x.rank))

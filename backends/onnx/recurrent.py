@@ -1,0 +1,217 @@
+"""SimpleRNN, GRU, LSTM and Bidirectional.
+
+Two lowerings that give the same numbers (tests hold both to the numpy reference):
+- fused: one ONNX RNN/GRU/LSTM node, gates reordered from Keras's to ONNX's; a Keras mask becomes
+  the node's `sequence_lens`, exact for post-padded sequences (what Embedding(mask_zero) and
+  Masking produce for padded batches);
+- unrolled: the Keras loop step by step in primitives, exact for any mask but needing a known
+  sequence length. Used where an activation has no ONNX RNN name, and without fusion.
+
+A missing state (before the first step) is None rather than a zeros tensor: a zeros tensor
+would need the batch size, which is only known at run time.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ...ir.layers import _Recurrent
+from . import primitives as P
+from .activations import activation, rnn_activations
+from .graph import Var
+from .layers import FUSED, LayerCall, expands
+
+GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+ONNX_GATE_ORDER = {"SimpleRNN": (0,), "GRU": (0, 1, 2), "LSTM": (0, 3, 1, 2)}  # Keras [i f c o] -> ONNX [i o f c]
+STATES = {"SimpleRNN": 1, "GRU": 1, "LSTM": 2}
+
+
+def _plus(*terms: Var | None) -> Var | None:
+    present = [t for t in terms if t is not None]
+    return sum(present[1:], present[0]) if present else None
+
+
+def _times(a: Var, b: Var | None) -> Var | None:
+    return None if b is None else a * b
+
+
+def _gates(v: Var | None, units: int, n: int) -> list[Var | None]:
+    if v is None:
+        return [None] * n
+    return [P.slice_(v, axis=v.rank - 1, start=i * units, stop=(i + 1) * units) for i in range(n)]
+
+
+def _weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
+    return ws[0], ws[1], ws[2] if layer.use_bias else None
+
+
+# ---- unrolled --------------------------------------------------------------------------------
+
+Step = Callable[[Var, list[Var | None]], tuple[Var, list[Var]]]
+
+
+def _simple_rnn_cell(layer, ws) -> Step:
+    kernel, recurrent, bias = _weights(layer, ws)
+
+    def step(x, states):
+        (h,) = states
+        h = activation(layer.activation, _plus(x @ kernel, bias, None if h is None else h @ recurrent))
+        return h, [h]
+    return step
+
+
+def _gru_cell(layer, ws) -> Step:
+    """Columns [z | r | h]; reset_after: bias (2, 3u) = input bias, recurrent bias, and the
+    candidate is act(x Wh + b_in + r * (h Uh + b_rec)); otherwise act(x Wh + b + (r * h) Uh)."""
+    kernel, recurrent, bias = _weights(layer, ws)
+    u = layer.units
+    b_in = b_rec = None
+    if bias is not None and layer.reset_after:
+        b_in, b_rec = (P.reshape(P.slice_(bias, axis=0, start=i, stop=i + 1), shape=(-1,)) for i in (0, 1))
+    elif bias is not None:
+        b_in = bias
+
+    def step(x, states):
+        (h,) = states
+        xz, xr, xh = _gates(_plus(x @ kernel, b_in), u, 3)
+        if layer.reset_after:
+            hz, hr, hh = _gates(_plus(None if h is None else h @ recurrent, b_rec), u, 3)
+        else:
+            hz, hr, _ = _gates(None if h is None else h @ recurrent, u, 3)
+        z = activation(layer.recurrent_activation, _plus(xz, hz))
+        r = activation(layer.recurrent_activation, _plus(xr, hr))
+        if layer.reset_after:
+            candidate = _plus(xh, _times(r, hh))
+        else:
+            candidate = _plus(xh, None if h is None else (r * h) @ P.slice_(recurrent, axis=1, start=2 * u, stop=3 * u))
+        h = _plus(_times(z, h), (1.0 - z) * activation(layer.activation, candidate))
+        return h, [h]
+    return step
+
+
+def _lstm_cell(layer, ws) -> Step:
+    """Columns [i | f | c | o]; states [h, c]."""
+    kernel, recurrent, bias = _weights(layer, ws)
+
+    def step(x, states):
+        h, cell = states
+        i, f, g, o = _gates(_plus(x @ kernel, bias, None if h is None else h @ recurrent), layer.units, 4)
+        gate = lambda v: activation(layer.recurrent_activation, v)
+        cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
+        h = gate(o) * activation(layer.activation, cell)
+        return h, [h, cell]
+    return step
+
+
+CELLS: dict[str, Callable[[_Recurrent, list[Var]], Step]] = {
+    "SimpleRNN": _simple_rnn_cell, "GRU": _gru_cell, "LSTM": _lstm_cell,
+}
+
+
+def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool) -> list[Var]:
+    """Keras's RNN loop: masked steps keep the states and repeat the previous output (zeros
+    before the first unmasked step, or always zeros with zero_output_for_mask, as in
+    Bidirectional); go_backwards gives the outputs in processing order."""
+    x, mask = c.x, c.mask
+    if x.shape[1] is None:
+        raise c.fail("an unrolled recurrent layer needs a known sequence length")
+    step = CELLS[layer.type](layer, ws)
+    states: list[Var | None] = [None] * STATES[layer.type]
+    previous, outputs = None, []
+    times = range(x.shape[1])
+    for t in reversed(times) if layer.go_backwards else times:
+        y, new = step(P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1)), states)
+        if mask is not None:
+            keep = P.slice_(mask, axis=1, start=t, stop=t + 1)  # (batch, 1)
+            new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]
+            y = P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous)
+        states, previous = new, y
+        outputs.append(y)
+    if layer.return_sequences:
+        previous = P.concat(*[P.reshape(y, shape=(0, 1, -1)) for y in outputs], axis=1)
+    return [previous, *states] if layer.return_state else [previous]
+
+
+# ---- fused -------------------------------------------------------------------------------------
+
+
+def _onnx_weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
+    """Keras kernels (in, gates*u) -> ONNX W, R (1, gates*u, in); bias -> B (1, 2*gates*u)."""
+    kernel, recurrent, bias = _weights(layer, ws)
+    u, order = layer.units, ONNX_GATE_ORDER[layer.type]
+
+    def reorder(m: Var) -> Var:
+        gates = _gates(m, u, len(order))
+        return P.concat(*[gates[i] for i in order], axis=m.rank - 1) if len(order) > 1 else m
+
+    w, r = (P.reshape(P.transpose(reorder(m), perm=(1, 0)), shape=(1, -1, m.shape[0])) for m in (kernel, recurrent))
+    if bias is None:
+        return w, r, None
+    if bias.rank == 2:  # GRU reset_after: [input bias; recurrent bias], ONNX's Wb and Rb
+        return w, r, P.reshape(bias, shape=(1, -1))
+    no_recurrent_bias = bias * 0.0  # Keras has none; ONNX's B holds both
+    return w, r, P.reshape(P.concat(reorder(bias), no_recurrent_bias, axis=0), shape=(1, -1))
+
+
+_ONNX_OPS = {"SimpleRNN": P.rnn, "GRU": P.gru, "LSTM": P.lstm}
+
+
+def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool) -> list[Var] | None:
+    fns = [layer.activation] if layer.type == "SimpleRNN" else [layer.recurrent_activation, layer.activation]
+    attrs = rnn_activations(fns + [layer.activation] * (layer.type == "LSTM"))  # LSTM: f, g, h
+    if attrs is None:
+        return None
+    if layer.type == "GRU":
+        attrs["linear_before_reset"] = int(layer.reset_after)
+    x, mask, u = c.x, c.mask, layer.units
+    lengths = None if mask is None else P.reduce_sum(P.cast(mask, dtype="int32"), axes=(1,), keepdims=False)
+    y, *states = _ONNX_OPS[layer.type](
+        P.transpose(x, perm=(1, 0, 2)), *_onnx_weights(layer, ws), lengths, hidden_size=u,
+        direction="reverse" if layer.go_backwards else "forward", **attrs)
+    states = [P.reshape(s, shape=(-1, u)) for s in states]  # (1, batch, u) -> (batch, u)
+    out = states[0]
+    if layer.return_sequences:
+        out = P.transpose(P.reshape(y, shape=(0, -1, u)), perm=(1, 0, 2))  # (time, 1, batch, u) -> (batch, time, u)
+        if layer.go_backwards:  # ONNX gives input order; Keras gives processing order
+            out = P.rev(out, axis=1)
+        elif mask is not None and not zero_output_for_mask:  # Keras repeats the last output where ONNX has 0
+            out = P.where(P.reshape(mask, shape=(0, 0, 1)), out, P.reshape(states[0], shape=(0, 1, u)))
+    return [out, *states] if layer.return_state else [out]
+
+
+@expands("SimpleRNN", "GRU", "LSTM")
+def _recurrent(c):
+    return unrolled(c, c.layer, c.weights, zero_output_for_mask=False)
+
+
+@expands("SimpleRNN", "GRU", "LSTM", table=FUSED)
+def _recurrent_fused(c):
+    return fused(c, c.layer, c.weights, zero_output_for_mask=False)
+
+
+def _direction(c: LayerCall, layer: _Recurrent, ws: list[Var]) -> list[Var]:
+    """One direction of a Bidirectional: Keras zeroes its masked sequence outputs (zero_output_for_mask)."""
+    zero = layer.return_sequences
+    out = fused(c, layer, ws, zero) if c.fused else None
+    return out if out is not None else unrolled(c, layer, ws, zero)
+
+
+_MERGE_MODES = {
+    "concat": lambda a, b: [P.concat(a, b, axis=a.rank - 1)],
+    "sum": lambda a, b: [a + b],
+    "mul": lambda a, b: [a * b],
+    "ave": lambda a, b: [(a + b) / 2.0],
+    None: lambda a, b: [a, b],
+}
+
+
+@expands("Bidirectional")
+def _bidirectional(c):
+    """The backward layer's sequence is turned back to input order, then the two are merged;
+    states follow: the forward layer's, then the backward layer's."""
+    layer = c.layer
+    n = len(layer.layer.weights(c.in_types))
+    (yf, *sf), (yb, *sb) = (_direction(c, sub, ws)
+                            for sub, ws in ((layer.layer, c.weights[:n]), (layer._backward(), c.weights[n:])))
+    if layer.layer.return_sequences:
+        yb = P.rev(yb, axis=1)
+    return _MERGE_MODES[layer.merge_mode](yf, yb) + sf + sb

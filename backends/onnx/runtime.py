@@ -1,0 +1,143 @@
+"""The one owner of onnxruntime sessions: which provider runs, with what options, and how data
+goes in and out.
+
+onnxruntime-gpu quietly falls back to the CPU when CUDA cannot start, so the provider a session
+really got is read back from it, and said in one line on stderr with the reason.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot run the model."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    device: str  # "cuda" or "cpu"
+    reason: str
+
+
+def physical_cores() -> int:
+    """Cores for intra-op threads: hyperthreads share a core's arithmetic units, so count cores."""
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or 1
+    except ImportError:
+        try:
+            return len(os.sched_getaffinity(0))  # the CPUs this process may use (containers limit it)
+        except AttributeError:
+            return os.cpu_count() or 1
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """onnxruntime's C++ logger writes to file descriptor 2; keep it off the user's terminal."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def _probe_model() -> bytes:
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "probe",
+                         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10).SerializeToString()
+
+
+@lru_cache(maxsize=None)
+def cuda_status() -> tuple[bool, str]:
+    """(usable, why): whether a session here really gets the CUDA provider. Probed once per process."""
+    if CUDA not in ort.get_available_providers():
+        return False, "this onnxruntime build has no CUDA provider"
+    with _captured_stderr() as log:
+        session = ort.InferenceSession(_probe_model(), providers=[CUDA, CPU])
+    if session.get_providers()[0] == CUDA:
+        return True, "CUDA provider available"
+    detail = next((m.group(1) for line in log for m in [re.search(r"with error: (.*?)(?:\x1b|$)", line)] if m), None)
+    return False, f"the CUDA provider could not start ({detail or 'no usable GPU, or CUDA/cuDNN libraries missing'})"
+
+
+def choose(device: str = "auto") -> Choice:
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device '{device}'; choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return Choice("cpu", "requested")
+    usable, why = cuda_status()
+    if usable:
+        return Choice("cuda", "requested" if device == "cuda" else why)
+    if device == "cuda":
+        raise DeviceError(f"CUDA was requested but {why}")
+    return Choice("cpu", why)
+
+
+
+
+class Session:
+    """An InferenceSession on the chosen provider. Weights are initializers, so they stay on the
+    device; each call binds its inputs and outputs (IOBinding) instead of copying through `run`.
+    `tf32=False` keeps CUDA's float32 matmuls and convolutions exact (as the tests need)."""
+
+    def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", tf32: bool = False,
+                 notice: bool = True):
+        self.choice = choose(device)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = physical_cores()
+        options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        providers = [(CUDA, {"use_tf32": str(int(tf32))}), CPU] if self.choice.device == "cuda" else [CPU]
+        self.session = ort.InferenceSession(data, options, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        if self.choice.device == "cuda" and self.provider != CUDA:
+            raise DeviceError("the CUDA provider did not start for this model")
+        if notice:
+            print(f"nnspec: running on {self.provider} ({self.choice.reason})", file=sys.stderr)
+        self.inputs = self.session.get_inputs()
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self._device = "cuda" if self.provider == CUDA else "cpu"
+        self._binding = self.session.io_binding()
+        self._shapes: tuple | None = None
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        binding = self._binding
+        shapes = tuple(a.shape for a in arrays)
+        if shapes != self._shapes:  # outputs allocated by one run are reused by the next of the same shapes
+            binding.clear_binding_outputs()
+            for name in self.outputs:
+                binding.bind_output(name, self._device)
+            self._shapes = shapes
+        for info, x in zip(self.inputs, arrays):
+            x = np.ascontiguousarray(x)
+            if self._device == "cpu":
+                binding.bind_cpu_input(info.name, x)  # no copy: onnxruntime reads the array in place
+            else:
+                binding.bind_ortvalue_input(info.name, ort.OrtValue.ortvalue_from_numpy(x, self._device))
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()

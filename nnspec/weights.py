@@ -1,0 +1,114 @@
+"""A model's weights: {layer name: [arrays in Keras get_weights() order]}, the order of the IR's
+`Layer.weights`. Fresh ones from the spec's initializers, checks, and the .npz weights file."""
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import SpecError
+from .initializers import sample
+from .ir.base import TensorType, Weight
+from .ir.layers import LSTM, Bidirectional, Layer, TimeDistributed
+from .ir.model import Analysis
+
+Weights = dict[str, list[np.ndarray]]
+
+
+def _owners(layer: Layer, ins: list[TensorType]) -> list[tuple[Layer, list[TensorType]]]:
+    """The layers that own the weights of `layer`, in order (a wrapper's are its inner layers')."""
+    if isinstance(layer, Bidirectional):
+        return [(layer.layer, ins), (layer._backward(), ins)]
+    if isinstance(layer, TimeDistributed):
+        return _owners(layer.layer, [layer._inner(ins[0])])
+    return [(layer, ins)]
+
+
+def _initial(owner: Layer, weight: Weight, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(owner, LSTM) and owner.unit_forget_bias and weight.name == "bias":
+        u = owner.units  # Keras: the forget gate's bias starts at one
+        return np.concatenate([sample(weight.initializer, (u,), rng), np.ones(u, np.float32),
+                               sample(weight.initializer, (2 * u,), rng)])
+    return sample(weight.initializer, weight.shape, rng)
+
+
+def initial_weights(analysis: Analysis, seed: int | None = None) -> Weights:
+    """Weights drawn from each layer's initializers. With a seed, a layer's values depend only on
+    the seed and the layer's name, so adding a layer elsewhere leaves them unchanged."""
+    entropy = np.random.SeedSequence(seed).entropy
+    out: Weights = {}
+    for info in analysis.layers:
+        key = zlib.crc32(info.layer.name.encode())
+        arrays = []
+        for owner, ins in _owners(info.layer, info.inputs):
+            for weight in owner.weights(ins):
+                rng = np.random.default_rng([entropy, key, len(arrays)])
+                try:
+                    arrays.append(_initial(owner, weight, rng))
+                except ValueError as exc:  # an initializer that cannot make this shape (identity of a 3-D kernel)
+                    raise SpecError(f"layer '{info.layer.name}', weight '{weight.name}': {exc}") from None
+        if arrays:
+            out[info.layer.name] = arrays
+    return out
+
+
+def check_weights(analysis: Analysis, weights: Weights, path: str | None = None) -> None:
+    """Every layer gets the arrays its spec asks for, in number and shape."""
+    names = {info.layer.name for info in analysis.layers}
+    for layer, arrays in weights.items():
+        if layer not in names and len(arrays):
+            raise SpecError(f"weights given for layer '{layer}', which the model does not have", path)
+    for info in analysis.layers:
+        specs = info.layer.weights(info.inputs)
+        got = weights.get(info.layer.name, [])
+        if len(got) != len(specs):
+            wanted = ", ".join(f"{w.name} {w.shape}" for w in specs) or "none"
+            raise SpecError(f"layer '{info.layer.name}' takes {len(specs)} weight array(s) ({wanted}), "
+                            f"got {len(got)}", path)
+        for w, a in zip(specs, got):
+            if tuple(np.shape(a)) != tuple(w.shape):
+                raise SpecError(f"weight '{info.layer.name}/{w.name}' has shape {tuple(np.shape(a))}; "
+                                f"the spec needs {tuple(w.shape)}", path)
+
+
+def save_weights(path: str | Path, weights: Weights, analysis: Analysis) -> None:
+    """An .npz file with keys 'layer_name/index/weight_name', written atomically."""
+    check_weights(analysis, weights)
+    arrays = {}
+    for info in analysis.layers:
+        for i, (w, a) in enumerate(zip(info.layer.weights(info.inputs), weights.get(info.layer.name, []))):
+            arrays[f"{info.layer.name}/{i}/{w.name}"] = np.asarray(a)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_weights(path: str | Path, analysis: Analysis | None = None) -> Weights:
+    """Read an nnspec .npz weights file (never unpickling); checked against `analysis` if given."""
+    path = str(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with data:
+            entries = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise SpecError("no such file", path) from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise SpecError(f"not an nnspec weights file: {exc}", path) from None
+    indexed: dict[str, dict[int, np.ndarray]] = {}
+    for key, array in entries.items():
+        parts = key.rsplit("/", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise SpecError(f"key '{key}' is not 'layer_name/index/weight_name'", path)
+        indexed.setdefault(parts[0], {})[int(parts[1])] = array
+    weights = {}
+    for layer, by_index in indexed.items():
+        if sorted(by_index) != list(range(len(by_index))):
+            raise SpecError(f"the weights of layer '{layer}' are numbered {sorted(by_index)}", path)
+        weights[layer] = [by_index[i] for i in range(len(by_index))]
+    if analysis is not None:
+        check_weights(analysis, weights, path)
+    return weights

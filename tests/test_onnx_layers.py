@@ -1,0 +1,278 @@
+"""Every layer kind, compiled to ONNX and run by onnxruntime (float32), against the float64 numpy
+reference within 1e-5: a few seeded random configurations each, fused and in primitives only."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from nnspec.backends.onnx.layers import LAYERS
+from nnspec.ir.layers import LAYER_CLASSES
+from onnx_support import (analysis_of, assert_close, compiled, model_of, random_input, random_weights,
+                          reference_outputs, run_onnx)
+
+ACTIVATIONS = ["linear", "relu", "relu6", "leaky_relu", "elu", "selu", "softplus", "softsign", "tanh", "sigmoid",
+               "hard_sigmoid", "exponential", "swish", "gelu", "softmax"]
+
+
+def _cases():
+    """(id, layers, inputs, outputs) with layer dicts as a JSON spec writes them."""
+    rng = np.random.default_rng(20240501)
+    pick = lambda seq: seq[int(rng.integers(len(seq)))]  # noqa: E731
+    cases = []
+
+    def case(kind, layers, *inputs, outputs=None):
+        cases.append((f"{kind}-{sum(c[0].startswith(kind + '-') for c in cases)}", layers, inputs, outputs))
+
+    for i, shape in enumerate([(6,), (4, 6), (2, 3, 6)]):
+        case("Dense", [{"type": "Dense", "units": int(rng.integers(1, 9)), "activation": pick(ACTIVATIONS),
+                        "use_bias": i != 1}], shape)
+    for name in ACTIVATIONS:
+        case("Activation", [{"type": "Activation", "activation": name}], (3, 4))
+    case("Dropout", [{"type": "Dropout", "rate": 0.3}], (4,))
+    case("ActivityRegularization", [{"type": "ActivityRegularization", "l1": 0.1}], (4,))
+    case("Flatten", [{"type": "Flatten"}], (3, 4, 2))
+    case("Reshape", [{"type": "Reshape", "target_shape": [4, -1]}], (3, 4, 2))
+    case("Reshape", [{"type": "Reshape", "target_shape": [24]}], (3, 4, 2))
+    for dims in ([2, 1], [3, 1, 2], [2, 3, 1]):
+        case("Permute", [{"type": "Permute", "dims": dims}], (2, 3, 4)[:len(dims)])
+    case("RepeatVector", [{"type": "RepeatVector", "n": 3}], (5,))
+    case("Masking", [{"type": "Masking", "mask_value": 0.0}], (5, 3))
+    case("Embedding", [{"type": "Embedding", "input_dim": 7, "output_dim": 3}], ((6,), "int32"))
+    case("Embedding", [{"type": "Embedding", "input_dim": 5, "output_dim": 2}], ((2, 3), "int64"))
+    case("Embedding", [{"type": "Embedding", "input_dim": 6, "output_dim": 4}], ((4,), "uint8"))
+
+    for rank in (1, 2):
+        for i in range(4):
+            padding = (["valid", "same", "causal", "same"] if rank == 1 else ["valid", "same", "valid", "same"])[i]
+            dilate = i % 2 == 1
+            kernel = [int(rng.integers(1, 4)) for _ in range(rank)]
+            groups = pick([1, 2])
+            case(f"Conv{rank}D", [{
+                "type": f"Conv{rank}D", "filters": 2 * int(rng.integers(1, 3)), "kernel_size": kernel,
+                "strides": 1 if dilate else [int(rng.integers(1, 3)) for _ in range(rank)],
+                "dilation_rate": [int(rng.integers(1, 3)) for _ in range(rank)] if dilate else 1,
+                "padding": padding, "groups": groups, "activation": pick(ACTIVATIONS),
+                "use_bias": i != 2}], (*[int(rng.integers(6, 9)) for _ in range(rank)], 2 * groups))
+        # unknown sizes: 'same' padding with strides is then ONNX's SAME_UPPER, worked out at run time
+        case(f"Conv{rank}D", [{"type": f"Conv{rank}D", "filters": 2, "kernel_size": 3, "strides": 2,
+                               "padding": "same"}], (*[None] * rank, 3))
+        case(f"AveragePooling{rank}D", [{"type": f"AveragePooling{rank}D", "pool_size": 3, "strides": 2,
+                                         "padding": "same"}], (*[None] * rank, 3))
+        for kind in ("MaxPooling", "AveragePooling"):
+            for _ in range(3):
+                pool = [int(rng.integers(1, 4)) for _ in range(rank)]
+                case(f"{kind}{rank}D", [{"type": f"{kind}{rank}D", "pool_size": pool,
+                                         "strides": pick([None, [int(rng.integers(1, 3)) for _ in range(rank)]]),
+                                         "padding": pick(["valid", "same"])}],
+                     (*[int(rng.integers(5, 8)) for _ in range(rank)], 3))
+            for keepdims in (False, True):
+                case(f"Global{kind}{rank}D", [{"type": f"Global{kind}{rank}D", "keepdims": keepdims}], (*[5] * rank, 3))
+
+    case("BatchNormalization", [{"type": "BatchNormalization"}], (4,))
+    case("BatchNormalization", [{"type": "BatchNormalization", "scale": False, "epsilon": 0.01}], (3, 4))
+    case("BatchNormalization", [{"type": "BatchNormalization", "axis": 1, "center": False}], (3, 4))
+    case("BatchNormalization", [{"type": "BatchNormalization"}], (5, 5, 3))
+    case("LayerNormalization", [{"type": "LayerNormalization"}], (6,))
+    case("LayerNormalization", [{"type": "LayerNormalization", "axis": 1, "scale": False}], (3, 4))
+    case("LayerNormalization", [{"type": "LayerNormalization", "center": False, "epsilon": 1e-5}], (3, 4))
+
+    # Activations with an ONNX RNN name (fused) and without (selu, gelu: unrolled even when fusing).
+    rnn_activations = ["tanh", "relu", "softsign", "linear", "elu", "selu"]
+    gate_activations = ["sigmoid", "hard_sigmoid", {"name": "hard_sigmoid", "slope": 0.2}, "softplus", "gelu"]
+
+    def recurrent(kind, i):
+        """Flags cycle through every combination of return_sequences, return_state, go_backwards."""
+        layer = {"type": kind, "units": int(rng.integers(2, 6)), "return_sequences": bool(i & 1),
+                 "return_state": bool(i & 2), "go_backwards": bool(i & 4), "use_bias": i % 3 != 2,
+                 "activation": rnn_activations[i % len(rnn_activations)]}
+        if kind != "SimpleRNN":
+            layer["recurrent_activation"] = gate_activations[i % len(gate_activations)]
+        if kind == "GRU":
+            layer["reset_after"] = i % 2 == 0
+        return layer
+
+    def outputs_of(layer, name):
+        states = {"LSTM": 2, "GRU": 1, "SimpleRNN": 1}[layer["type"]] if layer.get("return_state") else 0
+        return [name] + [f"{name}:{k}" for k in range(1, states + 1)]
+
+    for kind in ("SimpleRNN", "GRU", "LSTM"):
+        for i in range(8):
+            layer = recurrent(kind, i)
+            case(kind, [{**layer, "name": "rnn"}], (5, 3), outputs=outputs_of(layer, "rnn"))
+    for i, mode in enumerate(("concat", "sum", "mul", "ave", None, "concat")):
+        inner = recurrent(("GRU", "LSTM", "SimpleRNN")[i % 3], (0, 1, 3, 6, 2, 5)[i])
+        states = outputs_of(inner, "bi")[1:] * 2
+        heads = ["bi", "bi:1"] if mode is None else ["bi"]
+        case("Bidirectional", [{"type": "Bidirectional", "name": "bi", "layer": inner, "merge_mode": mode}], (4, 3),
+             outputs=heads + [f"bi:{len(heads) + k}" for k in range(len(states))])
+
+    case("TimeDistributed", [{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 3,
+                                                                    "activation": "tanh"}}], (4, 5))
+    case("TimeDistributed", [{"type": "TimeDistributed", "layer": {"type": "Conv2D", "filters": 2, "kernel_size": 2,
+                                                                    "activation": "relu"}}], (3, 4, 4, 1))
+    case("TimeDistributed", [{"type": "TimeDistributed", "layer": {"type": "Flatten"}}], (3, 2, 2))
+
+    for kind, n in (("Add", 3), ("Subtract", 2), ("Multiply", 2), ("Average", 3), ("Maximum", 2), ("Minimum", 3)):
+        case(kind, [{"type": kind, "inputs": [f"x{i}" for i in range(n)]}], *[(2, 3)] * n)
+    case("Concatenate", [{"type": "Concatenate", "inputs": ["x0", "x1"]}], (2, 3), (2, 4))
+    case("Concatenate", [{"type": "Concatenate", "axis": 1, "inputs": ["x0", "x1", "x2"]}], (2, 3), (1, 3), (4, 3))
+    return cases
+
+
+CASES = _cases()
+
+
+def test_every_layer_kind_has_an_expansion_and_cases():
+    kinds = {cls.model_fields["type"].default for cls in LAYER_CLASSES}
+    assert set(LAYERS) == kinds
+    assert {c[1][0]["type"] for c in CASES} | {"Lambda"} == kinds  # Lambda: test_lambda below
+
+
+def _check(layers, inputs, outputs, fused, seed=0):
+    rng = np.random.default_rng(seed)
+    model = model_of(layers, *inputs, outputs=outputs)
+    analysis = analysis_of(model)
+    weights = random_weights(analysis, rng)
+    arrays = [random_input(i.shape, i.dtype, rng) for i in model.inputs]
+    got = run_onnx(compiled(model, weights, fused), arrays)
+    assert_close(got, reference_outputs(model, weights, arrays))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "primitives"])
+@pytest.mark.parametrize("name,layers,inputs,outputs", CASES, ids=[c[0] for c in CASES])
+def test_layer(name, layers, inputs, outputs, fused):
+    _check(layers, inputs, outputs, fused)
+
+
+# ---- activations with their parameters ----------------------------------------------------
+
+ACTIVATION_PARAMS = [
+    ({"name": "leaky_relu", "alpha": 0.1}, "leaky_relu", {"negative_slope": 0.1}, 3),
+    ({"name": "elu", "alpha": 0.5}, "elu", {"alpha": 0.5}, 3),
+    ({"name": "hard_sigmoid"}, "hard_sigmoid", {}, 3),
+    ({"name": "hard_sigmoid", "slope": 0.2}, "hard_sigmoid", {}, 2),
+    ({"name": "gelu", "approximate": True}, "gelu", {"approximate": True}, 3),
+    ({"name": "gelu", "approximate": False}, "gelu", {}, 3),
+    ({"name": "softmax", "axis": 1}, "softmax", {"axis": 1}, 3),
+    ({"name": "softmax", "axis": -1}, "softmax", {}, 3),
+]
+
+
+@pytest.mark.parametrize("spec,name,kwargs,version", ACTIVATION_PARAMS, ids=[repr(a[0]) for a in ACTIVATION_PARAMS])
+def test_activation_parameters(spec, name, kwargs, version):
+    from reference import activation
+
+    model = model_of([{"type": "Activation", "activation": spec}], (4, 5))
+    x = 3 * np.random.default_rng(1).normal(size=(6, 4, 5)).astype(np.float32)
+    (got,) = run_onnx(compiled(model, {}), [x])
+    assert_close([got], [activation(name, x, version, **kwargs)])
+
+
+# ---- Lambda: numpy gives the expected values -------------------------------------------------
+
+LAMBDAS = [
+    ("x * x + 1", lambda x: x * x + 1),
+    ("clip(x, -0.5, 0.5) - 2 / (1 + abs(x))", lambda x: np.clip(x, -0.5, 0.5) - 2 / (1 + np.abs(x))),
+    ("sigmoid(x) * 2 - tanh(x) ** 2", lambda x: 2 / (1 + np.exp(-x)) - np.tanh(x) ** 2),
+    ("exp(-x ** 2) + log(abs(x) + 1) + sqrt(abs(x))", lambda x: np.exp(-x ** 2) + np.log(np.abs(x) + 1)
+     + np.sqrt(np.abs(x))),
+    ("maximum(x, 0.1 * x) + minimum(x, 0) + relu(x) + softplus(-x)",
+     lambda x: np.maximum(x, 0.1 * x) + np.minimum(x, 0) + np.maximum(x, 0) + np.logaddexp(0, -x)),
+    ("pow(abs(x), 1.5) + square(x) + reciprocal(abs(x) + 1) + neg(x)",
+     lambda x: np.abs(x) ** 1.5 + x * x + 1 / (np.abs(x) + 1) - x),
+    ("floor(x) + ceil(x) + sign(x) + sin(x) * cos(x) + erf(x)",
+     lambda x: np.floor(x) + np.ceil(x) + np.sign(x) + np.sin(x) * np.cos(x) + np.vectorize(math.erf)(x)),
+]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "primitives"])
+@pytest.mark.parametrize("expression,fn", LAMBDAS, ids=[e for e, _ in LAMBDAS])
+def test_lambda(expression, fn, fused):
+    model = model_of([{"type": "Lambda", "expression": expression}], (3, 4))
+    x = np.random.default_rng(2).normal(size=(5, 3, 4)).astype(np.float32)
+    (got,) = run_onnx(compiled(model, {}, fused), [x])
+    assert_close([got], [fn(x.astype(np.float64))])
+
+
+# ---- masks ---------------------------------------------------------------------------------------
+
+def _padded(rng, batch, steps, features, post=True):
+    """Sequences of random lengths (one empty, one full), zero after the end (post) or anywhere."""
+    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
+    lengths = [0, steps, *rng.integers(1, steps, batch - 2)]
+    for b, n in enumerate(lengths):
+        if post:
+            x[b, n:] = 0.0
+        else:
+            x[b, rng.permutation(steps)[:steps - n]] = 0.0
+    return x
+
+
+MASKED = [
+    ("GRU", {"reset_after": True}), ("GRU", {"reset_after": False}), ("SimpleRNN", {}), ("LSTM", {}),
+    ("LSTM", {"go_backwards": True}), ("GRU", {"go_backwards": True, "return_state": True}),
+]
+
+
+def _masked_model(kind, options, return_sequences):
+    layer = {"type": kind, "name": "rnn", "units": 3, "return_sequences": return_sequences, **options}
+    outputs = ["rnn"] + (["rnn:1"] + (["rnn:2"] if kind == "LSTM" else []) if options.get("return_state") else [])
+    return [{"type": "Masking"}, layer], outputs
+
+
+# The fused ops read a mask as sequence lengths: exact for post-padded sequences only.
+@pytest.mark.parametrize("fused,post", [(True, True), (False, True), (False, False)],
+                         ids=["fused-post-padded", "primitives-post-padded", "primitives-any-mask"])
+@pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
+@pytest.mark.parametrize("kind,options", MASKED, ids=[f"{k}{o}" for k, o in MASKED])
+def test_masked_recurrent(kind, options, return_sequences, fused, post):
+    layers, outputs = _masked_model(kind, options, return_sequences)
+    rng = np.random.default_rng(3)
+    model = model_of(layers, (6, 2), outputs=outputs)
+    weights = random_weights(analysis_of(model), rng)
+    x = _padded(rng, 5, 6, 2, post)
+    assert_close(run_onnx(compiled(model, weights, fused), [x]), reference_outputs(model, weights, [x]))
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "primitives"])
+@pytest.mark.parametrize("merge_mode,return_sequences", itertools.product(["concat", "ave"], [False, True]))
+def test_masked_bidirectional(merge_mode, return_sequences, fused):
+    layers = [{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": True},
+              {"type": "Bidirectional", "merge_mode": merge_mode,
+               "layer": {"type": "LSTM", "units": 2, "return_sequences": return_sequences}}]
+    rng = np.random.default_rng(4)
+    model = model_of(layers, ((5,), "int32"))
+    weights = random_weights(analysis_of(model), rng)
+    x = rng.integers(1, 6, (4, 5)).astype(np.int32)
+    x[0, :] = 0
+    x[1, 2:] = 0
+    x[2, 4:] = 0
+    assert_close(run_onnx(compiled(model, weights, fused), [x]), reference_outputs(model, weights, [x]))
+
+
+def test_masked_global_average_pooling():
+    model = model_of([{"type": "Masking"}, {"type": "GlobalAveragePooling1D"}], (6, 3))
+    rng = np.random.default_rng(5)
+    x = _padded(rng, 4, 6, 3)[1:]  # a fully masked row would be 0/0 in Keras too
+    assert_close(run_onnx(compiled(model, {}), [x]), reference_outputs(model, {}, [x]))
+
+
+def test_conv_stack_with_batch_norm_and_separate_activations():
+    """Conv -> BN -> Activation -> pool -> Conv -> GAP: channels-first throughout, fused or not."""
+    layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
+              {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"},
+              {"type": "MaxPooling2D"}, {"type": "Conv2D", "filters": 3, "kernel_size": 2, "activation": "softmax"},
+              {"type": "GlobalAveragePooling2D"}]
+    for fused in (True, False):
+        _check(layers, [(8, 8, 2)], None, fused)
+
+
+def test_unknown_sequence_length():
+    """Fused recurrent ops take any length; the unrolled loop needs it known and says so."""
+    from nnspec.errors import SpecError
+
+    layers = [{"type": "LSTM", "units": 3, "return_sequences": True}, {"type": "GRU", "units": 2}]
+    _check(layers, [(None, 2)], None, fused=True)
+    with pytest.raises(SpecError, match="needs a known sequence length"):
+        _check(layers, [(None, 2)], None, fused=False)
