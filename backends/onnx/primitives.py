@@ -384,3 +384,70 @@ def recurrent(name: str, op_type: str, n_outputs: int) -> Primitive:
 rnn = recurrent("rnn", "RNN", 2)
 gru = recurrent("gru", "GRU", 2)
 lstm = recurrent("lstm", "LSTM", 3)
+
+# ---- used by gradients (derivatives.py) ----------------------------------------------------------
+
+pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pads[i] + pads[i + x.rank]
+                                                   for i, d in enumerate(x.shape)), x.dtype),
+                impl=lambda x, pads: np.pad(x, list(zip(pads[:x.ndim], pads[x.ndim:]))))
+pad.lower = lambda ctx, x, pads: ctx.op("Pad", x, ctx.ints(pads))
+
+# Broadcast `x` to the run-time shape of `like`.
+expand_like = Primitive("expand_like", lambda x, like: Aval(like.shape, x.dtype))
+expand_like.lower = lambda ctx, x, like: ctx.op("Expand", x, ctx.op("Shape", like))
+
+
+def _zeros_like(ctx, x):
+    return ctx.op("ConstantOfShape", ctx.op("Shape", x),
+                  value=onnx_tensor(np.zeros(1, np.float32)))
+
+
+def onnx_tensor(array: np.ndarray):
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(array)
+
+
+# table (V, D), indices (...), rows (..., D) -> zeros like table with the rows added at the indices
+scatter_add_rows = Primitive("scatter_add_rows", lambda table, idx, rows: table)
+scatter_add_rows.lower = lambda ctx, table, idx, rows: ctx.op(
+    "ScatterND", _zeros_like(ctx, table), ctx.op("Unsqueeze", ctx.op("Cast", idx, to=ctx.dtype("int64")), ctx.ints([-1])),
+    rows, reduction="add")
+
+# MaxPool's second output: where each window's maximum sits, counted over the whole tensor
+max_pool_indices = Primitive("max_pool_indices", lambda x, kernel_shape, strides, pads: Aval(
+    _pool_shape(x, kernel_shape, strides, pads).shape, "int64"))
+
+
+def _max_pool_indices(ctx, x, kernel_shape, strides, pads):
+    where = {"auto_pad": "SAME_UPPER"} if pads is None else {"pads": list(pads)}
+    return ctx.op("MaxPool", x, outputs=2, kernel_shape=kernel_shape, strides=strides, **where)[1]
+
+
+max_pool_indices.lower = _max_pool_indices
+
+
+# x (N, ...), flat indices like max_pool_indices, values -> zeros like x with the values added
+scatter_add_flat = Primitive("scatter_add_flat", lambda x, idx, values: x)
+
+
+def _scatter_add_flat(ctx, x, idx, values):
+    per_sample = ctx.op("Reshape", x, ctx.ints([0, -1]))
+    size = ctx.op("Slice", ctx.op("Shape", per_sample), ctx.ints([1]), ctx.ints([2]))
+    flat_idx = ctx.op("Mod", ctx.op("Reshape", idx, ctx.ints([0, -1])), size)  # per sample, not per tensor
+    out = ctx.op("ScatterElements", _zeros_like(ctx, per_sample), flat_idx,
+                 ctx.op("Reshape", values, ctx.ints([0, -1])), axis=1, reduction="add")
+    return ctx.op("Reshape", out, ctx.op("Shape", x))
+
+
+scatter_add_flat.lower = _scatter_add_flat
+
+
+def _conv_transpose_shape(g, w, *, strides, pads, dilations, group, output_padding):
+    n = g.rank - 2
+    spatial = [None if s is None else (s - 1) * strides[i] - pads[i] - pads[i + n] + dilations[i] * (w.shape[2 + i] - 1)
+               + output_padding[i] + 1 for i, s in enumerate(g.shape[2:])]
+    return Aval((g.shape[0], w.shape[1] * group, *spatial), g.dtype)
+
+
+conv_transpose = Primitive("conv_transpose", _conv_transpose_shape, onnx_op("ConvTranspose"))

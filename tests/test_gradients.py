@@ -1,0 +1,142 @@
+"""Every primitive's vector-Jacobian product against central finite differences, through the
+same lowering and onnxruntime that training uses."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from nnspec.backends.onnx import primitives as P
+from nnspec.backends.onnx.autograd import ZERO_GRADIENT, grad
+from nnspec.backends.onnx.emit import to_onnx
+from nnspec.backends.onnx.graph import Graph
+
+def check(fn, *arrays, eps=1e-2, rtol=2e-2, atol=2e-3, **params):
+    """fn(*vars) -> Var; compare d sum(fn * r) / d inputs with central differences."""
+    graph = Graph()
+    xs = [graph.input(f"x{i}", a.shape, "float32") for i, a in enumerate(arrays)]
+    out = fn(*xs)
+    r = graph.const(np.random.default_rng(1).normal(size=[d for d in out.shape]).astype(np.float32))
+    loss = P.reduce_sum(out * r, axes=tuple(range(out.rank)), keepdims=False)
+    grads = grad(graph, loss, xs)
+    outputs = {"loss": loss, **{f"g{i}": g for i, g in enumerate(grads)}}
+    model = to_onnx(graph, outputs)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {f"x{i}": a for i, a in enumerate(arrays)}
+    analytic = sess.run([f"g{i}" for i in range(len(arrays))], feeds)
+    for i, a in enumerate(arrays):
+        numeric = np.zeros(a.shape)
+        flat = a.reshape(-1)
+        for j in range(flat.size):
+            saved = flat[j]
+            flat[j] = saved + eps
+            up = sess.run(["loss"], feeds)[0]
+            flat[j] = saved - eps
+            down = sess.run(["loss"], feeds)[0]
+            flat[j] = saved
+            numeric.reshape(-1)[j] = (float(up) - float(down)) / (2 * eps)
+        np.testing.assert_allclose(analytic[i], numeric, rtol=rtol, atol=atol, err_msg=f"d loss / d x{i}")
+
+
+def rand(*shape, low=-1.0, high=1.0, seed=0):
+    return np.random.default_rng(seed + len(shape)).uniform(low, high, size=shape).astype(np.float32)
+
+
+def away_from_zero(*shape, seed=0):
+    x = rand(*shape, seed=seed)
+    return np.where(np.abs(x) < 0.1, 0.3, x).astype(np.float32)
+
+
+def positive(*shape):
+    return rand(*shape, low=0.5, high=2.0)
+
+
+UNARY = [
+    (P.relu, {}, away_from_zero), (P.leaky_relu, {"alpha": 0.3}, away_from_zero), (P.elu, {"alpha": 0.7}, away_from_zero),
+    (P.selu, {}, away_from_zero), (P.sigmoid, {}, rand), (P.hard_sigmoid, {"alpha": 0.2, "beta": 0.5}, away_from_zero),
+    (P.tanh, {}, rand), (P.exp, {}, rand), (P.softplus, {}, rand), (P.softsign, {}, away_from_zero), (P.erf, {}, rand),
+    (P.sin, {}, rand), (P.cos, {}, rand), (P.neg, {}, rand), (P.abs, {}, away_from_zero), (P.log, {}, positive),
+    (P.sqrt, {}, positive), (P.reciprocal, {}, positive), (P.softmax, {"axis": -1}, rand),
+    (P.log_softmax, {"axis": 1}, rand), (P.clip, {"min": -0.5, "max": 0.5}, away_from_zero),
+]
+
+
+@pytest.mark.parametrize("prim, params, make", UNARY, ids=[u[0].name for u in UNARY])
+def test_unary(prim, params, make):
+    check(lambda x: prim(x, **params), make(3, 4))
+
+
+@pytest.mark.parametrize("prim", [P.add, P.sub, P.mul, P.div, P.maximum, P.minimum, P.pow], ids=lambda p: p.name)
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 4))])
+def test_broadcasting_binary(prim, shapes):
+    # two interleaved grids: no pair closer than the finite-difference step (max/min kinks)
+    rng = np.random.default_rng(1)
+    a = (rng.integers(0, 10, shapes[0]) * 0.1 + 0.5).astype(np.float32)
+    b = (rng.integers(0, 10, shapes[1]) * 0.1 + 0.55).astype(np.float32)
+    check(prim, a, b)
+
+
+def test_where_cast_and_tile():
+    cond = rand(3, 4, seed=8) > 0
+    check(lambda x, y: P.where(x.graph.const(cond), x, y), rand(3, 4), rand(3, 4, seed=7))
+    check(lambda x: P.cast(x, dtype="float32") * 2.0, rand(3, 4))
+    check(lambda x: P.tile(x, reps=(2, 3)), rand(2, 3))
+
+
+def test_linear_algebra():
+    check(P.matmul, rand(2, 3, 4), rand(4, 5, seed=3))
+    check(P.matmul, rand(3, 4), rand(4, 5, seed=3))
+    check(lambda a, b, c: P.gemm(a, b, c), rand(3, 4), rand(4, 5, seed=4), rand(5, seed=5))
+
+
+@pytest.mark.parametrize("prim", [P.reduce_sum, P.reduce_mean, P.reduce_max], ids=lambda p: p.name)
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions(prim, keepdims):
+    x = (np.random.default_rng(0).permutation(24).reshape(2, 3, 4) * 0.05).astype(np.float32)
+    check(lambda v: prim(v, axes=(1, -1), keepdims=keepdims), x)
+
+
+def test_structure():
+    x = rand(2, 3, 4)
+    check(lambda v: P.reshape(v, shape=(0, 12)), x)
+    check(lambda v: P.transpose(v, perm=(2, 0, 1)), x)
+    check(lambda v: P.slice_(v, axis=1, start=1, stop=3), x)
+    check(lambda v: P.rev(v, axis=1), x)
+    check(lambda v: P.pad(v, pads=(0, 1, 0, 0, 2, 1)), x)
+    check(lambda a, b: P.concat(a, b, axis=1), x, rand(2, 5, 4, seed=9))
+    check(lambda v: P.expand_like(v, v.graph.const(np.zeros((2, 3, 4), np.float32))), rand(3, 1))
+
+
+def test_gather_rows():
+    check(lambda t: P.gather(t, t.graph.const(np.array([[0, 2], [2, 5]], np.int64))), rand(6, 3))
+
+
+@pytest.mark.parametrize("params, shape", [
+    ({"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1)}, (2, 3, 6, 6)),
+    ({"strides": (2, 2), "pads": None, "dilations": (1, 1)}, (1, 2, 7, 7)),
+    ({"strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (2, 2)}, (1, 2, 6, 5)),
+    ({"strides": (2,), "pads": (0, 0), "dilations": (1,)}, (2, 2, 9)),
+])
+def test_conv(params, shape):
+    kernel = (3,) * (len(shape) - 2) if params["dilations"][0] == 1 else (2, 2)
+    check(lambda x, w, b: P.conv(x, w, b, group=1, **params), rand(*shape), rand(4, shape[1], *kernel, seed=3),
+          rand(4, seed=4))
+
+
+@pytest.mark.parametrize("prim", [P.max_pool, P.avg_pool], ids=lambda p: p.name)
+@pytest.mark.parametrize("params", [
+    {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)},
+    {"kernel_shape": (3, 3), "strides": (2, 2), "pads": None},
+])
+def test_pooling(prim, params):
+    x = (np.random.default_rng(0).permutation(150).reshape(2, 3, 5, 5) * 0.05).astype(np.float32)  # no near-ties
+    check(lambda v: prim(v, **params), x)
+
+
+CHECKED_ABOVE = {u[0].name for u in UNARY} | {
+    "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
+    "reduce_mean", "reduce_max", "reshape", "transpose", "slice", "rev", "pad", "concat", "expand_like", "gather",
+    "conv", "max_pool", "avg_pool"}
+
+
+def test_every_differentiable_primitive_is_checked_here():
+    with_vjp = {p.name for p in vars(P).values() if isinstance(p, P.Primitive) and p.vjp is not None}
+    assert with_vjp == CHECKED_ABOVE
