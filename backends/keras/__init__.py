@@ -1,0 +1,1 @@
+"""Keras model files: a safe reader (no TensorFlow/Keras needed); see reader.py."""
