@@ -18,7 +18,7 @@ from . import primitives as P
 from . import recurrent  # noqa: F401  (registers the recurrent layers in the layer table)
 from .emit import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .graph import Graph, Var
-from .layers import LayerCall, expand, output_mask
+from .layers import LayerCall, TrainContext, expand, output_mask
 
 SOURCE, SUFFIX, VERSION = "nnspec.source", "nnspec.suffix", "nnspec.version"
 COMPUTE_DTYPE = "float32"  # Keras layers compute in float32 whatever float the input holds
@@ -31,9 +31,12 @@ def analyzed(model: Model, path: str | None = None) -> Analysis:
     return analysis
 
 
-def trace(analysis: Analysis, weights: Weights, fused: bool = True) -> tuple[Graph, dict[str, Var]]:
-    """The primitive graph of a model with its weights as constants; returns it and its outputs."""
-    graph = Graph()
+def trace(analysis: Analysis, weights: Weights, fused: bool = True, graph: Graph | None = None,
+          train: "TrainContext | None" = None) -> tuple[Graph, dict[str, Var]]:
+    """The primitive graph of a model; returns it and its outputs. Weights given as arrays become
+    constants (inference); weights given as Vars are used as they are (training graphs, where
+    they are inputs). `train` switches dropout and batch normalization to their training forms."""
+    graph = graph or Graph()
     tensors: dict[str, Var] = {}
     masks: dict[str, Var | None] = {}
     for spec in analysis.model.inputs:
@@ -46,12 +49,14 @@ def trace(analysis: Analysis, weights: Weights, fused: bool = True) -> tuple[Gra
         layer = info.layer
         specs = layer.weights(info.inputs)
         with graph.scope(layer.name):
-            ws = [graph.const(np.asarray(a, COMPUTE_DTYPE), hint=f"{layer.name}/{w.name}")
+            ws = [a if isinstance(a, Var) else graph.const(np.asarray(a, COMPUTE_DTYPE), hint=f"{layer.name}/{w.name}")
                   for w, a in zip(specs, weights.get(layer.name, []))]
             call = LayerCall(layer, [tensors[t] for t in layer.inputs], info.inputs, info.outputs, specs, ws,
-                             [masks[t] for t in layer.inputs], fused)
+                             [masks[t] for t in layer.inputs], fused, train)
             outs = expand(call)
             mask = output_mask(call)
+            if train is not None:
+                train.layer_outputs(layer, outs)
         for i, (name, v) in enumerate(zip(output_names(layer, len(outs)), outs)):
             tensors[name], masks[name] = v, mask if i == 0 else None
     return graph, {name: tensors[name] for name in analysis.model.outputs}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -34,6 +34,7 @@ class LayerCall:
     weights: list[Var]
     masks: list[Var | None]  # the inputs' Keras masks: bool (batch, time)
     fused: bool
+    train: "TrainContext | None" = None  # set when tracing a training step
 
     @property
     def x(self) -> Var:
@@ -48,6 +49,16 @@ class LayerCall:
 
     def fail(self, message: str) -> SpecError:
         return SpecError(f"cannot compile layer '{self.layer.name}' ({self.layer.type}): {message}")
+
+
+class TrainContext(Protocol):
+    """What layers need from a training step: random masks, state updates, penalties."""
+
+    def dropout_mask(self, layer: Layer, x: Var) -> Var: ...
+
+    def update(self, layer: Layer, weight: str, value: Var) -> None: ...
+
+    def layer_outputs(self, layer: Layer, outputs: list[Var]) -> None: ...
 
 
 Expansion = Callable[[LayerCall], "Var | list[Var] | None"]
@@ -116,6 +127,8 @@ def _activation(c):
 
 @expands("Dropout", "ActivityRegularization")  # identities at inference
 def _identity(c):
+    if c.train is not None and c.layer.type == "Dropout" and c.layer.rate > 0:
+        return c.x * c.train.dropout_mask(c.layer, c.x)  # the mask holds 0 or 1 / (1 - rate)
     return c.x
 
 
@@ -274,9 +287,26 @@ def _gamma_beta(c: LayerCall, size: int) -> tuple[Var, Var]:
 def _batch_norm(c):
     axis, rank = _axis(c.layer.axis, c.x.rank), c.x.rank
     gamma, beta = _gamma_beta(c, c.x.shape[axis])
+    if c.train is not None:
+        return _batch_norm_training(c, axis, gamma, beta)
     scale = gamma / P.sqrt(c.w("moving_variance") + c.layer.epsilon)  # weights only: folded
     shift = beta - c.w("moving_mean") * scale
     return c.x * _along(scale, axis, rank) + _along(shift, axis, rank)
+
+
+def _batch_norm_training(c: LayerCall, axis: int, gamma: Var, beta: Var) -> Var:
+    """Normalize with the batch's statistics; move the moving ones towards them (Keras 3: the
+    biased batch variance)."""
+    rank, m = c.x.rank, c.layer.momentum
+    others = tuple(i for i in range(rank) if i != axis)
+    mean = P.reduce_mean(c.x, axes=others, keepdims=True)
+    centered = c.x - mean
+    variance = P.reduce_mean(centered * centered, axes=others, keepdims=True)
+    size = (c.x.shape[axis],)
+    c.train.update(c.layer, "moving_mean", c.w("moving_mean") * m + P.reshape(mean, shape=size) * (1.0 - m))
+    c.train.update(c.layer, "moving_variance",
+                   c.w("moving_variance") * m + P.reshape(variance, shape=size) * (1.0 - m))
+    return centered / P.sqrt(variance + c.layer.epsilon) * _along(gamma, axis, rank) + _along(beta, axis, rank)
 
 
 @expands("BatchNormalization", table=FUSED)
@@ -323,7 +353,7 @@ def _time_distributed(c):
     flat = P.reshape(c.x, shape=(-1, *c.x.shape[2:]))
     out_type = c.out_types[0]
     call = LayerCall(inner, [flat], [TensorType(c.in_types[0].dtype, c.in_types[0].shape[1:])],
-                     [TensorType(out_type.dtype, out_type.shape[1:])], c.specs, c.weights, [None], c.fused)
+                     [TensorType(out_type.dtype, out_type.shape[1:])], c.specs, c.weights, [None], c.fused, c.train)
     (y,) = expand(call)
     return P.reshape(y, shape=(-1, steps, *y.shape[1:]))
 

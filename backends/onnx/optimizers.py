@@ -15,17 +15,20 @@ from . import primitives as P
 EPSILON = 1e-7
 
 
+SLOTS = {  # optimizer -> its per-parameter slots (some only with an option on)
+    "sgd": lambda o: ["momentum"] if o.momentum else [],
+    "rmsprop": lambda o: ["velocity"] + (["momentum"] if o.momentum else []) + (["average_gradient"] if o.centered else []),
+    "adagrad": lambda o: ["accumulator"],
+    "adadelta": lambda o: ["accumulated_grad", "accumulated_delta"],
+    "adam": lambda o: ["m", "v"] + (["v_hat"] if o.amsgrad else []),
+    "adamw": lambda o: ["m", "v"] + (["v_hat"] if o.amsgrad else []),
+    "adamax": lambda o: ["m", "u"],
+    "nadam": lambda o: ["m", "v"],
+}
+
+
 def slot_names(opt) -> list[str]:
-    return {
-        "sgd": ["momentum"] if opt.momentum else [],
-        "rmsprop": ["velocity"] + (["momentum"] if opt.momentum else []) + (["average_gradient"] if opt.centered else []),
-        "adagrad": ["accumulator"],
-        "adadelta": ["accumulated_grad", "accumulated_delta"],
-        "adam": ["m", "v"] + (["v_hat"] if opt.amsgrad else []),
-        "adamw": ["m", "v"] + (["v_hat"] if opt.amsgrad else []),
-        "adamax": ["m", "u"],
-        "nadam": ["m", "v"],
-    }[opt.name]
+    return SLOTS[opt.name](opt)
 
 
 def initial_slot(opt, slot: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -267,6 +267,7 @@ class SGD(_Optimizer):
 
 class RMSprop(_Optimizer):
     name: Literal["rmsprop"] = "rmsprop"
+    aliases = ("RMSprop",)
     rho: float = Field(0.9, ge=0.0, lt=1.0)
     momentum: float = Field(0.0, ge=0.0, le=1.0)
     epsilon: PositiveFloat = 1e-7
@@ -306,6 +307,7 @@ class Nadam(_AdamFamily):
 
 class AdamW(_AdamFamily):
     name: Literal["adamw"] = "adamw"
+    aliases = ("AdamW",)
     weight_decay: NonNegativeFloat = 0.004
     amsgrad: bool = False
 
