@@ -67,6 +67,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when it works, else CPU (default)")
     _weight_options(p)
+
+    p = sub.add_parser("train", help="train a model the way Keras fit would")
+    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
+    p.add_argument("--data", metavar="DATA", help=".npz with x/y (or x0.., y0..), or an MNIST IDX folder "
+                   "(default: the spec's data)")
+    p.add_argument("--validation-data", metavar="DATA")
+    p.add_argument("--validation-split", type=float, metavar="F")
+    p.add_argument("--loss", metavar="LOSS", help="e.g. mse or 'categorical_crossentropy(label_smoothing=0.1)'")
+    p.add_argument("--optimizer", metavar="OPT", help="e.g. 'adam(learning_rate=0.01)'")
+    p.add_argument("--metrics", metavar="M,...", help="e.g. accuracy,auc")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--initial-epoch", type=int, metavar="N")
+    p.add_argument("--no-shuffle", action="store_true")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0 silent, 1 progress bar, 2 one line per epoch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("-o", "--output", metavar="OUT.onnx", help="trained model (default: MODEL's name + .trained.onnx); "
+                   "its weights go beside it as .npz")
+    p.add_argument("--history", metavar="FILE.json", help="default: beside the output, .history.json")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoint after every epoch (default: beside the output)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    _weight_options(p)
+
+    p = sub.add_parser("evaluate", help="loss and metrics of a model on data")
+    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
+    p.add_argument("--data", required=True, metavar="DATA")
+    p.add_argument("--weights", required=True, metavar="W.npz", help="trained weights (nnspec train writes them)")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
 
 
@@ -153,6 +182,67 @@ def _resolve(args) -> int:
     from .loader import dump_json, load
 
     print(dump_json(load(args.file).model))
+    return EXIT_OK
+
+
+def _train_overrides(args) -> dict:
+    from .frontend import parse_value
+
+    metrics = parse_value(f"[{args.metrics}]", "--metrics") if args.metrics else None
+    return {
+        "loss": parse_value(args.loss, "--loss") if args.loss else None,
+        "optimizer": parse_value(args.optimizer, "--optimizer") if args.optimizer else None,
+        "metrics": metrics, "batch_size": args.batch_size, "epochs": args.epochs,
+        "initial_epoch": args.initial_epoch, "validation_split": args.validation_split,
+        "shuffle": False if args.no_shuffle else None, "seed": args.seed, "verbose": args.verbose,
+    }
+
+
+@command("train")
+def _train(args) -> int:
+    from pathlib import Path
+
+    from .loader import load
+    from .train.run import configure, load_data, save_results, train
+    from .weights import load_weights
+
+    spec = load(args.model)
+    config = configure(spec, _train_overrides(args))
+    spec_dir = Path(args.model).resolve().parent
+    source = args.data or config.data
+    if source is None:
+        return _fail(f"{args.model}: no data: give --data or a `data` line in the train section")
+    data = load_data(source, spec_dir)
+    validation = None
+    if args.validation_data or config.validation_data:
+        validation = load_data(args.validation_data or config.validation_data, spec_dir)
+    output = Path(args.output or Path(args.model).stem + ".trained.onnx")
+    history = Path(args.history or output.with_suffix(".history.json"))
+    checkpoints = Path(args.checkpoint_dir or output.with_suffix(".checkpoint"))
+    weights = load_weights(args.weights, spec.analysis) if args.weights else None
+    seed = config.seed if config.seed is not None else 0
+    run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
+                resume=args.resume, verbose=config.verbose)
+    save_results(spec, run, output, history)
+    if config.verbose:
+        print(f"wrote {output}, {output.with_suffix('.npz')}, {history}")
+    return EXIT_OK
+
+
+@command("evaluate")
+def _evaluate(args) -> int:
+    from pathlib import Path
+
+    from .loader import load
+    from .train.progress import format_logs
+    from .train.run import configure, evaluate, load_data
+    from .weights import load_weights
+
+    spec = load(args.model)
+    config = configure(spec, {"batch_size": args.batch_size})
+    data = load_data(args.data, Path(args.model).resolve().parent)
+    logs = evaluate(spec, config, data, load_weights(args.weights, spec.analysis), device=args.device)
+    print(format_logs(logs))
     return EXIT_OK
 
 

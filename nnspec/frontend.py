@@ -91,10 +91,10 @@ class SourceMap:
 
 
 class Frontend:
-    def __init__(self, text: str, path: str):
+    def __init__(self, text: str, path: str, start: str = "start"):
         self.path = path
         self.errors = Collector(path, text)
-        self.tree = parse(text, path)
+        self.tree = parse(text, path, start=start)
         self.globals = Scope()
         self.layers: list[Layer] = []
         self.inputs: list[Input] = []
@@ -519,6 +519,18 @@ def _n_outputs(layer: Layer) -> list:
     if getattr(layer, "return_state", False):
         return [0] * (1 + layer.n_states)
     return [0]
+
+
+def parse_value(text: str, origin: str) -> Any:
+    """A value written on the command line (`adam(learning_rate=0.01)`, `[accuracy, auc]`), read
+    with the spec's own expression syntax; `origin` names it in errors (`--optimizer`)."""
+    frontend = Frontend(text, origin, start="expr")
+    try:
+        value = frontend.value(frontend.tree, frontend.globals)
+    except _Abort:
+        value = None
+    frontend.errors.raise_if_any()
+    return value
 
 
 def load_nn(text: str, path: str) -> Model:

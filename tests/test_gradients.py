@@ -97,6 +97,7 @@ def test_reductions(prim, keepdims):
 def test_structure():
     x = rand(2, 3, 4)
     check(lambda v: P.reshape(v, shape=(0, 12)), x)
+    check(lambda v: P.reshape_like(v, v.graph.const(np.zeros((4, 6), np.float32))), x)
     check(lambda v: P.transpose(v, perm=(2, 0, 1)), x)
     check(lambda v: P.slice_(v, axis=1, start=1, stop=3), x)
     check(lambda v: P.rev(v, axis=1), x)
@@ -133,7 +134,7 @@ def test_pooling(prim, params):
 
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
-    "reduce_mean", "reduce_max", "reshape", "transpose", "slice", "rev", "pad", "concat", "expand_like", "gather",
+    "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "concat", "expand_like", "gather",
     "conv", "max_pool", "avg_pool"}
 
 

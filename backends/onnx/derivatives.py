@@ -109,7 +109,14 @@ def _transpose(cts, x, outputs, perm):
 
 @defvjp(P.reshape)
 def _reshape(cts, x, outputs, shape):
-    return [P.reshape(cts[0], shape=tuple(0 if d is None else d for d in x.shape))]
+    if sum(d is None for d in x.shape) <= 1 and x.shape[1:].count(None) == 0:
+        return [P.reshape(cts[0], shape=(-1, *x.shape[1:]))]  # static but for the batch
+    return [P.reshape_like(cts[0], x)]
+
+
+@defvjp(P.reshape_like)
+def _reshape_like(cts, x, like, outputs):
+    return [P.reshape_like(cts[0], x), None]
 
 
 @defvjp(P.concat)

@@ -392,6 +392,10 @@ pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pad
                 impl=lambda x, pads: np.pad(x, list(zip(pads[:x.ndim], pads[x.ndim:]))))
 pad.lower = lambda ctx, x, pads: ctx.op("Pad", x, ctx.ints(pads))
 
+# Reshape `x` to the run-time shape of `like` (a cotangent back to its operand's shape).
+reshape_like = Primitive("reshape_like", lambda x, like: Aval(like.shape, x.dtype))
+reshape_like.lower = lambda ctx, x, like: ctx.op("Reshape", x, ctx.op("Shape", like))
+
 # Broadcast `x` to the run-time shape of `like`.
 expand_like = Primitive("expand_like", lambda x, like: Aval(like.shape, x.dtype))
 expand_like.lower = lambda ctx, x, like: ctx.op("Expand", x, ctx.op("Shape", like))

@@ -85,7 +85,7 @@ class Trainer:
         self.lr_override = float(value)
 
     def save(self, path: Path, weights_only: bool = False) -> None:
-        self.save_model(path, weights_only)
+        self.save_model(Path(path), self.step.weights(), weights_only)
 
     # ---- the loop ------------------------------------------------------------------------------
     def fit(self, train: Dataset, validation: Dataset | None = None, resume: bool = False) -> History:

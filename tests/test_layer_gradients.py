@@ -1,0 +1,136 @@
+"""Gradients of every layer kind (through its primitive expansion, as training uses it) against
+central finite differences: with respect to each weight and to the input."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from nnspec.backends.onnx import primitives as P
+from nnspec.backends.onnx.autograd import grad
+from nnspec.backends.onnx.compile import trace
+from nnspec.backends.onnx.emit import to_onnx
+from nnspec.backends.onnx.graph import Graph
+from onnx_support import analysis_of, model_of, random_weights
+
+CASES = {
+    "dense_gelu": ([4], [{"type": "Dense", "units": 3, "activation": "gelu"}]),
+    "dense_swish_3d": ([2, 4], [{"type": "Dense", "units": 3, "activation": "swish"}]),
+    "softmax_axis": ([3, 4], [{"type": "Activation", "activation": {"name": "softmax", "axis": 1}}]),
+    "hard_sigmoid_selu": ([5], [{"type": "Dense", "units": 4, "activation": "selu"},
+                                {"type": "Activation", "activation": "hard_sigmoid"}]),
+    "flatten_reshape_permute": ([2, 3, 2], [{"type": "Permute", "dims": [3, 1, 2]}, {"type": "Flatten"},
+                                            {"type": "Reshape", "target_shape": [3, 4]}, {"type": "Dense", "units": 2}]),
+    "repeat_vector": ([3], [{"type": "RepeatVector", "n": 2}, {"type": "Dense", "units": 2}]),
+    "lambda": ([4], [{"type": "Lambda", "expression": "clip(x, -0.8, 0.8) * x + sin(x)"}]),
+    "embedding": (([5], "int32"), [{"type": "Embedding", "input_dim": 6, "output_dim": 3}, {"type": "Flatten"},
+                                   {"type": "Dense", "units": 2}]),
+    "conv1d_same_stride": ([9, 2], [{"type": "Conv1D", "filters": 3, "kernel_size": 3, "strides": 2, "padding": "same",
+                                     "activation": "tanh"}]),
+    "conv1d_causal_dilated": ([8, 2], [{"type": "Conv1D", "filters": 2, "kernel_size": 2, "dilation_rate": 2,
+                                        "padding": "causal"}]),
+    "conv2d_valid": ([5, 5, 2], [{"type": "Conv2D", "filters": 3, "kernel_size": [3, 2], "activation": "elu"}]),
+    "conv2d_same_stride": ([6, 5, 1], [{"type": "Conv2D", "filters": 2, "kernel_size": 3, "strides": 2,
+                                        "padding": "same"}]),
+    "max_pool2d_same": ([5, 5, 2], [{"type": "MaxPooling2D", "pool_size": 2, "padding": "same"}]),
+    "avg_pool1d": ([7, 2], [{"type": "AveragePooling1D", "pool_size": 3, "strides": 2}]),
+    "avg_pool2d_same": ([5, 4, 1], [{"type": "AveragePooling2D", "pool_size": 2, "padding": "same"}]),
+    "max_pool1d": ([6, 2], [{"type": "MaxPooling1D", "pool_size": 2}]),
+    "global_pools": ([4, 3, 2], [{"type": "GlobalMaxPooling2D"}]),
+    "global_avg1d": ([5, 3], [{"type": "GlobalAveragePooling1D"}]),
+    "batch_norm_inference": ([3, 4], [{"type": "BatchNormalization"}]),
+    "layer_norm": ([3, 4], [{"type": "LayerNormalization"}]),
+    "simple_rnn": ([4, 2], [{"type": "SimpleRNN", "units": 3}]),
+    "gru": ([4, 2], [{"type": "GRU", "units": 3, "return_sequences": True}]),
+    "gru_reset_before": ([3, 2], [{"type": "GRU", "units": 2, "reset_after": False}]),
+    "lstm_backwards": ([4, 2], [{"type": "LSTM", "units": 3, "go_backwards": True}]),
+    "bidirectional": ([3, 2], [{"type": "Bidirectional", "layer": {"type": "LSTM", "units": 2, "return_sequences": True}}]),
+    "time_distributed": ([3, 2], [{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]),
+    "masking_lstm": ([4, 2], [{"type": "Masking", "mask_value": 9.0}, {"type": "LSTM", "units": 2}]),
+    "merges": ([4], [{"type": "Dense", "units": 4, "name": "a", "inputs": ["x"]},
+                     {"type": "Dense", "units": 4, "name": "b", "inputs": ["x"]},
+                     {"type": "Subtract", "name": "s", "inputs": ["a", "b"]},
+                     {"type": "Multiply", "name": "m", "inputs": ["s", "a"]},
+                     {"type": "Average", "name": "v", "inputs": ["m", "b"]},
+                     {"type": "Maximum", "name": "mx", "inputs": ["v", "a"]},
+                     {"type": "Minimum", "name": "mn", "inputs": ["mx", "b"]},
+                     {"type": "Add", "name": "ad", "inputs": ["mn", "x"]},
+                     {"type": "Concatenate", "name": "c", "inputs": ["ad", "x"]}]),
+}
+
+
+class FixedTraining:
+    """Training mode with a fixed dropout mask, so finite differences see the same function."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.updates = {}
+
+    def dropout_mask(self, layer, x):
+        keep = self.rng.random((2, *x.shape[1:])) >= layer.rate
+        return x.graph.const((keep / (1 - layer.rate)).astype(np.float32))
+
+    def update(self, layer, weight, value):
+        self.updates[(layer.name, weight)] = value
+
+    def layer_outputs(self, layer, outputs):
+        pass
+
+
+TRAINING_CASES = {
+    "batch_norm_training": ([3, 4], [{"type": "BatchNormalization", "axis": 1}]),
+    "dropout_training": ([6], [{"type": "Dense", "units": 5}, {"type": "Dropout", "rate": 0.4}]),
+}
+CASES.update(TRAINING_CASES)
+
+
+def _check(case: str, eps=1e-2, samples=12):
+    shape, layers = CASES[case]
+    model = model_of(layers, shape)
+    analysis = analysis_of(model)
+    rng = np.random.default_rng(0)
+    weights = random_weights(analysis, rng)
+    graph = Graph()
+    params = {name: [graph.input(f"{name}/{i}", a.shape, "float32") for i, a in enumerate(arrays)]
+              for name, arrays in weights.items()}
+    training = FixedTraining(np.random.default_rng(5)) if case in TRAINING_CASES else None
+    _, outputs = trace(analysis, params, fused=False, graph=graph, train=training)
+    spec = model.inputs[0]
+    model_input = next(v for v in graph.inputs if v.hint == "x")
+    out = next(iter(outputs.values()))
+    r = graph.const(rng.normal(size=(2, *out.shape[1:])).astype(np.float32))
+    loss = P.reduce_sum(out * r, axes=tuple(range(out.rank)), keepdims=False)
+    wrt = [v for vs in params.values() for v in vs]
+    float_input = spec.dtype.startswith("float")
+    if float_input:
+        wrt.append(model_input)
+    grads = grad(graph, loss, wrt)
+    names = [v.hint for v in wrt]
+    proto = to_onnx(graph, {"loss": loss, **{f"g:{n}": g for n, g in zip(names, grads)}})
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    if float_input:
+        xv = rng.normal(size=(2, *spec.shape)).astype(np.float32)
+        if case == "masking_lstm":
+            xv[0, -1] = 9.0  # a masked (post-padded) step
+    else:
+        xv = rng.integers(0, 6, (2, *spec.shape)).astype(spec.dtype)
+    feeds = {"x": xv, **{f"{n}/{i}": a for n, arrays in weights.items() for i, a in enumerate(arrays)}}
+    analytic = sess.run([f"g:{n}" for n in names], feeds)
+    for name, g in zip(names, analytic):
+        value = feeds[name]
+        flat = value.reshape(-1)
+        picks = rng.choice(flat.size, size=min(samples, flat.size), replace=False)
+        for j in picks:
+            if case == "masking_lstm" and name == "x" and flat[j] == 9.0:
+                continue
+            saved = flat[j]
+            flat[j] = saved + eps
+            up = sess.run(["loss"], feeds)[0]
+            flat[j] = saved - eps
+            down = sess.run(["loss"], feeds)[0]
+            flat[j] = saved
+            numeric = (float(up) - float(down)) / (2 * eps)
+            assert g.reshape(-1)[j] == pytest.approx(numeric, rel=3e-2, abs=3e-3), f"d loss / d {name}[{j}]"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_gradient(case):
+    _check(case)
