@@ -227,3 +227,33 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_result(tmp_path):
     assert sorted(a.files) == sorted(b.files)
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_stateful_lstm_carries_its_state_from_batch_to_batch():
+    """Two batches through a stateful LSTM = one batch of the joined sequences through a plain one."""
+    from nnspec.backends.onnx.step import OnnxStep
+    from nnspec.backends.onnx.training import build
+    from nnspec.weights import initial_weights
+
+    text = "model s {{ input x: float32[{t}, 2]\n lstm(3, stateful={s})\n dense(1) }}\n" \
+           "train {{ loss mse  optimizer sgd(learning_rate=1e-9)  batch_size 4 }}"
+    stateful, plain = loads(text.format(t=5, s="true"), "s.nn"), loads(text.format(t=10, s="false"), "p.nn")
+    weights = initial_weights(stateful.analysis, 0)
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(2, 4, 5, 2)).astype(np.float32)
+    y = rng.normal(size=(4, 1)).astype(np.float32)
+    sw = np.ones(4, np.float32)
+
+    def step_for(spec):
+        config = configure(spec, {})
+        return OnnxStep(build(spec.analysis, config, weights, [((1,), "float32")]), weights, device="cpu",
+                        notice=False, batch_size=4)
+
+    carried = step_for(stateful)
+    carried.train([first], [y], sw, 1e-9, 0)
+    loss_second, _ = carried.train([second], [y], sw, 1e-9, 1)
+    joined, _ = step_for(plain).train([np.concatenate([first, second], axis=1)], [y], sw, 1e-9, 0)
+    assert loss_second == pytest.approx(joined, rel=1e-5)
+    carried.reset_states()
+    fresh, _ = carried.train([second], [y], sw, 1e-9, 2)
+    assert fresh != pytest.approx(loss_second, rel=1e-3)

@@ -116,6 +116,10 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
         raise c.fail("an unrolled recurrent layer needs a known sequence length")
     step = CELLS[layer.type](layer, ws)
     states: list[Var | None] = [None] * STATES[layer.type]
+    carried = c.train is not None and layer.stateful  # a stateful layer starts where the last batch ended
+    key = c.layer.name if layer is c.layer else f"{c.layer.name}/{'backward' if layer.go_backwards else 'forward'}"
+    if carried:
+        states = [c.train.recurrent_state(key, i, layer.units) for i in range(len(states))]
     previous, outputs = None, []
     times = range(x.shape[1])
     for t in reversed(times) if layer.go_backwards else times:
@@ -126,6 +130,9 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
             y = P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous)
         states, previous = new, y
         outputs.append(y)
+    if carried:
+        for i, v in enumerate(states):
+            c.train.carry_state(key, i, v)
     if layer.return_sequences:
         previous = P.concat(*[P.reshape(y, shape=(0, 1, -1)) for y in outputs], axis=1)
     return [previous, *states] if layer.return_state else [previous]

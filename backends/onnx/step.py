@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
+from ...errors import SpecError
 from .runtime import Session
 from .training import StepGraphs
 
@@ -13,7 +14,7 @@ class OnnxStep:
     """The `Step` the training loop drives (nnspec.train.loop.Step)."""
 
     def __init__(self, graphs: StepGraphs, weights: dict[str, list[np.ndarray]], device: str = "auto",
-                 seed: int = 0, notice: bool = True):
+                 seed: int = 0, notice: bool = True, batch_size: int = 32):
         self.graphs = graphs
         self.seed = seed
         self.train_session = Session(graphs.train, device, notice=notice)
@@ -22,11 +23,21 @@ class OnnxStep:
         self.metric_names = [m.name for m in graphs.metrics]
         initial = {p.name: np.asarray(weights[p.layer][p.index], np.float32) for p in graphs.params}
         initial.update({k: np.asarray(v, np.float32) for k, v in graphs.slots.items()})
+        self.batch_size = batch_size
+        initial.update(self._zero_states())
         self._state: dict[str, ort.OrtValue] = {}
         self._spare: dict[str, ort.OrtValue] = {}  # the other half of each double buffer
         self.load_state(initial)
 
     # ---- state ------------------------------------------------------------------------------
+    def _zero_states(self) -> dict[str, np.ndarray]:
+        return {k: np.zeros((self.batch_size, units), np.float32) for k, units in self.graphs.rnn_states.items()}
+
+    def reset_states(self) -> None:
+        """Stateful recurrent layers start again from zeros (Keras's `reset_states`)."""
+        for k, v in self._zero_states().items():
+            self._state[k] = self._value(v)
+
     def _value(self, array: np.ndarray) -> ort.OrtValue:
         return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, np.float32), self.device)
 
@@ -34,11 +45,11 @@ class OnnxStep:
         return {k: v.numpy().copy() for k, v in self._state.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        missing = set(self._state or {p.name for p in self.graphs.params} | set(self.graphs.slots)) - set(state)
+        known = set(self.graphs.slots) | set(self.graphs.rnn_states) | {p.name for p in self.graphs.params}
+        missing = known - set(state)
         if missing:
-            raise ValueError(f"the checkpoint lacks {sorted(missing)[:3]}")
-        self._state = {k: self._value(state[k]) for k in state if k in self.graphs.slots or
-                       any(p.name == k for p in self.graphs.params)}
+            raise SpecError(f"the checkpoint is for another model: it lacks {', '.join(sorted(missing)[:3])}")
+        self._state = {k: self._value(state[k]) for k in known}
         self._spare = {k: self._value(np.zeros_like(state[k], np.float32)) for k in self.graphs.updates}
 
     def weights(self) -> dict[str, list[np.ndarray]]:

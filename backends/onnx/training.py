@@ -56,6 +56,7 @@ class StepGraphs:
     updates: dict[str, str] = field(default_factory=dict)  # state key -> train output with its next value
     x_names: list[str] = field(default_factory=list)
     y_names: list[str] = field(default_factory=list)
+    rnn_states: dict[str, int] = field(default_factory=dict)  # stateful layers' carried states -> units
 
 
 def param_name(layer: str, index: int, weight: str) -> str:
@@ -77,6 +78,8 @@ class _Context:
         self.updates: dict[tuple[str, str], Var] = {}
         self.activity: list[Var] = []
         self.batch: Var | None = None
+        self.states: dict[str, int] = {}  # stateful RNN state input -> units
+        self.carried: dict[str, Var] = {}  # state input -> its value after this batch
 
     def dropout_mask(self, layer: Layer, x: Var) -> Var:
         shape = list(x.shape)
@@ -91,6 +94,14 @@ class _Context:
 
     def update(self, layer: Layer, weight: str, value: Var) -> None:
         self.updates[(layer.name, weight)] = value
+
+    def recurrent_state(self, key: str, index: int, units: int) -> Var:
+        name = f"{key}/state:{index}"
+        self.states[name] = units
+        return self.graph.input(name, (None, units), "float32")
+
+    def carry_state(self, key: str, index: int, value: Var) -> None:
+        self.carried[f"{key}/state:{index}"] = value
 
     def layer_outputs(self, layer: Layer, outputs: list[Var]) -> None:
         """Keras's activity regularization: a penalty on the layer's output, per sample."""
@@ -208,13 +219,14 @@ def build(analysis: Analysis, config: TrainConfig, weights: dict[str, list[np.nd
     for (layer, weight), v in ctx.updates.items():
         p = next(p for p in params if p.layer == layer and p.name.endswith(":" + weight))
         new_values[p.name] = v
+    new_values.update(ctx.carried)
     train_outputs = dict(outputs)
     for key, v in new_values.items():
         updates[key] = f"next:{key}"
         train_outputs[f"next:{key}"] = v
     train = to_onnx(graph, train_outputs, opset, f"{model.name}_train")
     return StepGraphs(train, evaluate, params, slots, ctx.dropout, metrics, stat_sizes, updates,
-                      [i.name for i in model.inputs], [f"y{i}" for i in range(len(targets))])
+                      [i.name for i in model.inputs], [f"y{i}" for i in range(len(targets))], ctx.states)
 
 
 def _is_sparse(target: tuple[tuple[int, ...], str], output_shape) -> bool:

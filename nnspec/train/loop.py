@@ -105,6 +105,8 @@ class Trainer:
                 break
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch)
+            if hasattr(self.step, "reset_states"):  # as Keras's stateful examples do after each epoch
+                self.step.reset_states()
             order = np.arange(len(train))
             if cfg.shuffle:  # a generator per epoch: a resumed run shuffles exactly as an unbroken one
                 order = np.random.default_rng([self.seed, epoch]).permutation(len(train))

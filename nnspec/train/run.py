@@ -65,7 +65,10 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Dataset, validat
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
     targets = [(y.shape[1:], str(y.dtype)) for y in train_data.ys]
     graphs = build(spec.analysis, config, weights, targets)
-    step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0)
+    if graphs.rnn_states and len(train_data) % config.batch_size:
+        raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
+                        f"are not a multiple of batch_size {config.batch_size}")
+    step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0, batch_size=config.batch_size)
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(step, config, base_dir=base_dir, save_model=saver(spec),

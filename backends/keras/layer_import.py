@@ -1,0 +1,139 @@
+"""One normalized Keras layer config -> one IR layer.
+
+IR layer fields are Keras config names, so most keys carry over as they are; the rest is either
+harmless (NEUTRAL: how Keras computes, not what) and dropped, or a setting nnspec cannot honour,
+refused with the layer and key named. Activations, initializers, regularizers and constraints go
+through the IR's families, which take Keras class names.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from ...ir.functions import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS
+from ...ir.layers import LAYERS, Layer
+from ...ir.validation import messages
+from .normalize import Context
+from .objects import from_keras, function
+
+# Keys that say how Keras computes or stores, not what: any value (or the one listed) is fine.
+_ANY = object()
+NEUTRAL: dict[str, Any] = {
+    "name": _ANY, "trainable": _ANY, "dtype": _ANY,  # layers compute in float32 whatever their policy
+    "implementation": _ANY, "seed": _ANY, "synchronized": _ANY, "fused": _ANY, "renorm_momentum": _ANY,
+    "data_format": "channels_last", "time_major": False, "zero_output_for_mask": False, "renorm": False,
+    "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
+}
+# A wrapped recurrent layer's zero_output_for_mask is set by Bidirectional itself.
+_WRAPPED_NEUTRAL = {**NEUTRAL, "zero_output_for_mask": _ANY}
+
+_FAMILIES = {"_initializer": INITIALIZERS, "_regularizer": REGULARIZERS, "_constraint": CONSTRAINTS}
+_KERAS2_HARD_SIGMOID = 0.2  # Keras 2: clip(0.2 x + 0.5); Keras 3 (the IR default): relu6(x + 3) / 6
+
+
+def _relu(params: dict) -> tuple[str, dict]:
+    """Keras's ReLU(max_value, negative_slope, threshold) in the IR's terms, where it has them."""
+    top, slope, threshold = params.get("max_value"), params.get("negative_slope") or 0.0, params.get("threshold") or 0.0
+    if threshold == 0.0 and top is None:
+        return ("leaky_relu", {"alpha": slope}) if slope else ("relu", {})
+    if threshold == 0.0 and slope == 0.0 and top == 6.0:
+        return "relu6", {}
+    raise ValueError(f"ReLU with max_value={top}, negative_slope={slope}, threshold={threshold}")
+
+
+def activation(name: str, params: dict | None, version: str, ctx: Context, what: str) -> BaseModel:
+    params = dict(params or {})
+    for key in ("name", "trainable", "dtype"):
+        params.pop(key, None)
+    if name == "relu" and params:
+        try:
+            name, params = _relu(params)
+        except ValueError as exc:
+            raise ctx.error(f"{what}: {exc} has no nnspec equivalent") from None
+    if name == "hard_sigmoid" and version.startswith("2"):
+        params.setdefault("slope", _KERAS2_HARD_SIGMOID)
+    return function(ACTIVATIONS, name, params, ctx, what)
+
+
+# Activation layers become Activation(<function>): class -> (function name, its parameters).
+ACTIVATION_LAYERS: dict[str, Callable[[dict], tuple[str, dict]]] = {
+    "ReLU": _relu,
+    "LeakyReLU": lambda c: ("leaky_relu", {"alpha": c.get("negative_slope", 0.3)}),
+    "ELU": lambda c: ("elu", {"alpha": c.get("alpha", 1.0)}),
+    "Softmax": lambda c: ("softmax", {"axis": _one_axis(c.get("axis", -1))}),
+}
+
+
+def _one_axis(axis):
+    if isinstance(axis, list):
+        if len(axis) != 1:
+            raise ValueError(f"axis {axis}: nnspec normalizes over one axis")
+        return axis[0]
+    return axis
+
+
+def layer(class_name: str, config: dict, version: str, ctx: Context, wrapped: bool = False) -> Layer:
+    """The IR layer for a normalized Keras layer config (name and trainable included)."""
+    if class_name in ACTIVATION_LAYERS:
+        try:
+            fn_name, params = ACTIVATION_LAYERS[class_name](config)
+        except ValueError as exc:
+            raise ctx.error(f"{exc} has no nnspec equivalent") from None
+        fields = {"activation": activation(fn_name, params, version, ctx, class_name)}
+        return _build("Activation", {**fields, **_identity(config)}, ctx)
+    try:
+        ir_type = LAYERS.canonical(class_name)
+    except ValueError:
+        raise ctx.error(f"layer class '{class_name}' has no nnspec equivalent") from None
+    member = LAYERS.members[ir_type]
+    fields = _identity(config)
+    neutral = _WRAPPED_NEUTRAL if wrapped else NEUTRAL
+    for key, value in config.items():
+        if key.endswith("_config") and key[: -len("_config")] in config:
+            continue  # an activation's parameters, read with it
+        if key in member.model_fields and key not in ("name", "trainable", "type", "inputs"):
+            fields[key] = _field(key, value, config, version, ctx)
+        elif key in neutral:
+            allowed = neutral[key]
+            if allowed is not _ANY and value != allowed and value is not None:
+                raise ctx.error(f"{key}={value!r} is not supported (nnspec supports {key}={allowed!r})")
+        elif value is not None:
+            raise ctx.error(f"option {key}={value!r} of {class_name} is not supported")
+    if ir_type == "Bidirectional" and fields.get("backward_layer") is not None:
+        mirror = fields["layer"].model_copy(update={"go_backwards": not fields["layer"].go_backwards})
+        if fields["backward_layer"] == mirror:  # what the IR assumes when none is given
+            fields["backward_layer"] = None
+    return _build(ir_type, fields, ctx)
+
+
+def _identity(config: dict) -> dict:
+    return {"name": config.get("name"), "trainable": config.get("trainable", True)}
+
+
+def _field(key: str, value, config: dict, version: str, ctx: Context):
+    if key in ("activation", "recurrent_activation"):
+        return activation(value, config.get(f"{key}_config"), version, ctx, key)
+    for suffix, family in _FAMILIES.items():
+        if key.endswith(suffix):
+            return None if value is None else from_keras(family, value, ctx, key)
+    if key in ("layer", "backward_layer"):  # wrappers: the inner layer, nameless in the IR
+        if value is None:
+            return None
+        inner = layer(value["class_name"], value["config"], version, ctx, wrapped=True)
+        return inner.model_copy(update={"name": None})
+    if key == "axis" and isinstance(value, list):
+        try:
+            return _one_axis(value)
+        except ValueError as exc:
+            raise ctx.error(str(exc)) from None
+    return value
+
+
+def _build(ir_type: str, fields: dict, ctx: Context) -> Layer:
+    member = LAYERS.members[ir_type]
+    try:
+        return member(type=ir_type, **fields)
+    except ValidationError as exc:
+        loc, msg = messages(exc, member)[0]
+        raise ctx.error(f"{'.'.join(map(str, loc)) + ': ' if loc else ''}{msg}") from None
