@@ -45,7 +45,19 @@ def timed(fn, seconds: float) -> float:
     return statistics.median(times)
 
 
-def contenders(model: nnspec.Model, tf2onnx: Path | None) -> dict[str, tuple[int, callable]]:
+def keras_model_file(path: Path):
+    """The fixture loaded by real Keras 2 (tf_keras) or Keras 3, where installed by hand; else None."""
+    try:
+        import tf_keras as keras
+    except ImportError:
+        try:
+            from tensorflow import keras
+        except ImportError:
+            return None
+    return keras.models.load_model(str(path), compile=False), keras.__version__
+
+
+def contenders(model: nnspec.Model, tf2onnx: Path | None, keras_file: Path | None) -> dict[str, tuple[int, callable]]:
     """Per contender: (ONNX nodes, make(x) -> a no-argument call running one batch)."""
     nodes = len(model.onnx.graph.node)
     out = {
@@ -57,6 +69,10 @@ def contenders(model: nnspec.Model, tf2onnx: Path | None) -> dict[str, tuple[int
         feed = plain.get_inputs()[0].name
         out["onnxruntime, tf2onnx file"] = (len(onnx.load(str(tf2onnx)).graph.node),
                                             lambda x: lambda: plain.run(None, {feed: x}))
+    loaded = keras_model_file(keras_file) if keras_file is not None else None
+    if loaded is not None:
+        keras, version = loaded
+        out[f"Keras {version} predict"] = (0, lambda x: lambda: keras.predict(x, batch_size=len(x), verbose=0))
     return out
 
 
@@ -65,17 +81,9 @@ def models():
     for name in ("mlp_sigmoid", "cnn_mnist"):
         spec_model = keras_model(name)
         model = nnspec.load(spec_model, weights=keras_weights(FIXTURES / f"{name}.k2.h5"), device="cpu")
-        yield f"{name} (Keras fixture)", model, FIXTURES / f"{name}.tf2onnx.onnx"
+        yield f"{name} (Keras fixture)", model, FIXTURES / f"{name}.tf2onnx.onnx", FIXTURES / f"{name}.k2.h5"
     for name in ("mnist_mlp", "mnist_cnn"):
-        yield f"specs/{name}.nn", nnspec.load(ROOT / "specs" / f"{name}.nn", seed=0, device="cpu"), None
-
-
-def keras_row() -> str:
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return "Keras predict: skipped (tensorflow is not installed)"
-    return "Keras predict: not measured by this script"
+        yield f"specs/{name}.nn", nnspec.load(ROOT / "specs" / f"{name}.nn", seed=0, device="cpu"), None, None
 
 
 def main() -> None:
@@ -85,10 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []
-    for row, model, tf2onnx in models():
+    for row, model, tf2onnx, keras_file in models():
         shape = model.inputs[0].shape[1:]
         inputs = {k: rng.normal(size=(b, *shape)).astype(np.float32) for k, b in BATCHES.items()}
-        who = contenders(model, tf2onnx)
+        who = contenders(model, tf2onnx, keras_file)
         calls = {(name, k): make(inputs[k]) for name, (_, make) in who.items() for k in BATCHES}
         results = {key: [] for key in calls}
         for _ in range(args.rounds):
@@ -104,7 +112,8 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | ---: |")
     for row, who, nodes, latency, throughput in rows:
         print(f"| {row} | {who} | {nodes} | {latency:,.0f} | {throughput:,.0f} |")
-    print(f"\n{keras_row()}")
+    if keras_model_file(FIXTURES / "mlp_sigmoid.k2.h5") is None:
+        print("\nKeras predict: skipped (TensorFlow is not installed)")
 
 
 

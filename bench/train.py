@@ -84,8 +84,11 @@ def torch_runner(kind: str, device: str):
 
 
 def keras_runner(kind: str):
-    import tensorflow as tf  # noqa: F401  (only where installed by hand; never a dependency)
-    from tensorflow import keras
+    """Keras 2 (tf_keras) where installed, else Keras 3 on TensorFlow: installed by hand, never a dependency."""
+    try:
+        import tf_keras as keras
+    except ImportError:
+        from tensorflow import keras
 
     if kind == "mlp":
         layers = [keras.layers.Flatten(input_shape=(28, 28)), keras.layers.Dense(512, activation="relu"),
