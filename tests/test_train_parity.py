@@ -11,6 +11,7 @@ from nnspec.backends.onnx.step import OnnxStep
 from nnspec.backends.onnx.training import build
 from nnspec.data import Dataset
 from nnspec.ir.training import TrainConfig
+from nnspec.loader import loads
 from nnspec.train.loop import Trainer
 from onnx_support import analysis_of
 from test_onnx_graph import keras_model
@@ -38,3 +39,30 @@ def test_loss_trajectory_matches_keras(path):
     graphs = build(analysis, config, weights, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
     history = Trainer(OnnxStep(graphs, weights, device="cpu", notice=False), config, verbose=0).fit(data)
     np.testing.assert_allclose(history.history["loss"], record["losses"], rtol=1e-4)
+
+
+# tf_keras 2.x's Nadam multiplies its momentum product once per variable after the first step (a
+# Python counter inside tf.function); Keras 3 fixed it, and nnspec follows Keras 3.
+KERAS2_NADAM = pytest.mark.xfail(strict=True, reason="Keras 2's Nadam momentum-product bug is not replicated")
+FORMULAS = [pytest.param(p, marks=KERAS2_NADAM) if p.stem == "nadam.k2" else p
+            for p in sorted((FIXTURES.parent / "keras_train").glob("*.npz"))]
+
+
+@pytest.mark.parametrize("path", FORMULAS, ids=lambda p: p.stem)
+def test_every_optimizer_and_loss_matches_keras(path):
+    """Keras 2 and 3 runs of every optimizer and loss (tests/fixtures/make_train_fixtures.py)."""
+    record = np.load(path)
+    cfg = json.loads(str(record["config"]))
+    model = loads(json.dumps({
+        "inputs": [{"name": "x", "shape": [6]}],
+        "layers": [{"type": "Dense", "units": 8, "activation": "tanh",
+                    "kernel_regularizer": {"name": "l1_l2", **cfg["regularizer"]}},
+                   {"type": "Dense", "units": 3, "activation": cfg["activation"]}]}), "m.json")
+    weights = {"dense": [record["w0"], record["w1"]], "dense_1": [record["w2"], record["w3"]]}
+    config = TrainConfig(loss={"name": cfg["loss"], **cfg["loss_args"]},
+                         optimizer={"name": cfg["optimizer"], **cfg["optimizer_args"]},
+                         batch_size=16, epochs=5, shuffle=False)
+    data = Dataset([record["x"]], [record["y"]])
+    graphs = build(model.analysis, config, weights, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
+    history = Trainer(OnnxStep(graphs, weights, device="cpu", notice=False), config, verbose=0).fit(data)
+    np.testing.assert_allclose(history.history["loss"], record["losses"], rtol=1e-4, atol=1e-6)

@@ -108,8 +108,8 @@ def update(opt, w, g, slots: dict, shared: dict, lr, t):
         return w - (lr / (1.0 - b1 ** t)) * m / (u + opt.epsilon), {"m": m, "u": u}
     if name == "nadam":
         b1, b2 = opt.beta_1, opt.beta_2
-        u_t = b1 * (1.0 - 0.5 * 0.96 ** (0.004 * t))
-        u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (0.004 * (t + 1.0)))
+        u_t = b1 * (1.0 - 0.5 * 0.96 ** t)  # Keras's momentum schedule (0.96 per step)
+        u_t1 = b1 * (1.0 - 0.5 * 0.96 ** (t + 1.0))
         u_product_t = shared["u_product"] * u_t
         u_product_t1 = u_product_t * u_t1
         m = slots["m"] + (g - slots["m"]) * (1.0 - b1)
@@ -122,7 +122,7 @@ def update(opt, w, g, slots: dict, shared: dict, lr, t):
 
 def update_shared(opt, shared: dict, t) -> dict:
     if opt.name == "nadam":
-        return {"u_product": shared["u_product"] * (opt.beta_1 * (1.0 - 0.5 * 0.96 ** (0.004 * t)))}
+        return {"u_product": shared["u_product"] * (opt.beta_1 * (1.0 - 0.5 * 0.96 ** t))}
     return {}
 
 
