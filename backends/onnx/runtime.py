@@ -6,6 +6,7 @@ really got is read back from it, and said in one line on stderr with the reason.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -77,6 +78,8 @@ def cuda_status() -> tuple[bool, str]:
     if CUDA not in ort.get_available_providers():
         return False, "this onnxruntime build has no CUDA provider"
     with _captured_stderr() as log:
+        if importlib.util.find_spec("nvidia") is not None and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN from the `[cuda]` extra's NVIDIA wheels, not the system's
         session = ort.InferenceSession(_probe_model(), providers=[CUDA, CPU])
     if session.get_providers()[0] == CUDA:
         return True, "CUDA provider available"
