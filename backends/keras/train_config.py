@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from ...ir.training import LOSSES, METRICS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .errors import KerasFormatError
+from .layer_export import keras_object
 from .normalize import Context
 from .objects import from_keras
-
-# IR optimizer name -> Keras class name (the IR's names are Keras's, snake-cased).
-KERAS_OPTIMIZERS = {"sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adadelta": "Adadelta",
-                    "adam": "Adam", "adamax": "Adamax", "nadam": "Nadam", "adamw": "AdamW"}
 
 
 def _per_output(value, outputs: list[str], what: str, ctx: Context) -> list:
@@ -62,3 +59,35 @@ def import_train(training: dict | None, outputs: list[str], ctx: Context) -> tup
         return TrainConfig(**fields), []
     except KerasFormatError as exc:
         return None, [f"training settings not kept: {exc.problem}"]
+
+
+def _named_or_object(fn, module: str):
+    """A loss or metric: its name where every parameter is the default, else a Keras object."""
+    if fn == type(fn)(name=fn.name):
+        return fn.name
+    return keras_object(fn, module)
+
+
+def _keras_optimizer(opt) -> dict:
+    obj = keras_object(opt, "keras.optimizers")
+    del obj["config"]["decay"]  # Keras 2.11+ and 3 optimizers refuse it; export_train checks it is 0
+    if not isinstance(opt.learning_rate, float):
+        obj["config"]["learning_rate"] = keras_object(opt.learning_rate, "keras.optimizers.schedules")
+    return obj
+
+
+def export_train(train: TrainConfig | None, major: int) -> tuple[dict | None, list[str]]:
+    """Keras 2's training_config or Keras 3's compile_config, and notes on what Keras cannot say."""
+    if train is None or train.loss is None:
+        return None, []
+    if train.optimizer.decay:
+        return None, ["training settings not written: Keras 2.11+ and 3 optimizers have no 'decay'"]
+    losses = train.loss if isinstance(train.loss, list) else [train.loss]
+    loss = [_named_or_object(l, "keras.losses") for l in losses]
+    fields = {"loss": loss if isinstance(train.loss, list) else loss[0],
+              "metrics": [_named_or_object(m, "keras.metrics") for m in train.metrics],
+              "weighted_metrics": None, "loss_weights": None}
+    if major == 2:
+        return {**fields, "optimizer_config": _keras_optimizer(train.optimizer)}, []
+    return {"optimizer": _keras_optimizer(train.optimizer), **fields, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": False}, []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from ...errors import SpecError
 from .runtime import Session
 from .training import StepGraphs
 
@@ -48,7 +47,7 @@ class OnnxStep:
         known = set(self.graphs.slots) | set(self.graphs.rnn_states) | {p.name for p in self.graphs.params}
         missing = known - set(state)
         if missing:
-            raise SpecError(f"the checkpoint is for another model: it lacks {', '.join(sorted(missing)[:3])}")
+            raise ValueError(f"state for another model or optimizer: it lacks {', '.join(sorted(missing)[:3])}")
         self._state = {k: self._value(state[k]) for k in known}
         self._spare = {k: self._value(np.zeros_like(state[k], np.float32)) for k in self.graphs.updates}
 

@@ -172,7 +172,12 @@ class Trainer:
 
     def _restore(self) -> int:
         state, meta, best = ckpt.load(self.checkpoint_dir)
-        self.step.load_state(state)
+        try:
+            self.step.load_state(state)
+        except ValueError as exc:  # resumed with another spec, optimizer or flags
+            from ..errors import SpecError
+
+            raise SpecError(f"{self.checkpoint_dir / ckpt.FILENAME}: {exc}; resume with the run's own settings") from None
         self.global_step = meta["step"]
         self.lr_override = meta["lr_override"]
         self.history = History(meta["history"], meta["epochs"])
