@@ -37,10 +37,10 @@ class Diagnostic:
             line = self.source_line.rstrip("\n").expandtabs(1)
             caret = " " * (self.span.col - 1) + "^" * min(width, max(1, len(line) - self.span.col + 1))
             return f"{head}\n    {line}\n    {caret}"
-        where = path or "<spec>"
-        if self.json_path:
-            where = f"{where}: {self.json_path}"
-        return f"{where}: error: {self.message}"
+        where = [p for p in (path, self.json_path) if p]
+        if not where:  # a message that names its own file (a data file, a checkpoint) or none
+            return f"nnspec: error: {self.message}"
+        return f"{': '.join(where)}: error: {self.message}"
 
 
 class SpecError(Exception):
