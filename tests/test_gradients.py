@@ -8,6 +8,7 @@ from nnspec.backends.onnx import primitives as P
 from nnspec.backends.onnx.autograd import ZERO_GRADIENT, grad
 from nnspec.backends.onnx.emit import to_onnx
 from nnspec.backends.onnx.graph import Graph
+from gradcheck import central_difference
 
 def check(fn, *arrays, eps=1e-2, rtol=2e-2, atol=2e-3, **params):
     """fn(*vars) -> Var; compare d sum(fn * r) / d inputs with central differences."""
@@ -23,16 +24,7 @@ def check(fn, *arrays, eps=1e-2, rtol=2e-2, atol=2e-3, **params):
     feeds = {f"x{i}": a for i, a in enumerate(arrays)}
     analytic = sess.run([f"g{i}" for i in range(len(arrays))], feeds)
     for i, a in enumerate(arrays):
-        numeric = np.zeros(a.shape)
-        flat = a.reshape(-1)
-        for j in range(flat.size):
-            saved = flat[j]
-            flat[j] = saved + eps
-            up = sess.run(["loss"], feeds)[0]
-            flat[j] = saved - eps
-            down = sess.run(["loss"], feeds)[0]
-            flat[j] = saved
-            numeric.reshape(-1)[j] = (float(up) - float(down)) / (2 * eps)
+        numeric = np.array([central_difference(sess, feeds, f"x{i}", j, eps) for j in range(a.size)]).reshape(a.shape)
         np.testing.assert_allclose(analytic[i], numeric, rtol=rtol, atol=atol, err_msg=f"d loss / d x{i}")
 
 

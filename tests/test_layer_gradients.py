@@ -9,6 +9,7 @@ from nnspec.backends.onnx.autograd import grad
 from nnspec.backends.onnx.compile import trace
 from nnspec.backends.onnx.emit import to_onnx
 from nnspec.backends.onnx.graph import Graph
+from gradcheck import central_difference
 from onnx_support import analysis_of, model_of, random_weights
 
 CASES = {
@@ -123,13 +124,7 @@ def _check(case: str, eps=1e-2, samples=12):
         for j in picks:
             if case == "masking_lstm" and name == "x" and flat[j] == 9.0:
                 continue
-            saved = flat[j]
-            flat[j] = saved + eps
-            up = sess.run(["loss"], feeds)[0]
-            flat[j] = saved - eps
-            down = sess.run(["loss"], feeds)[0]
-            flat[j] = saved
-            numeric = (float(up) - float(down)) / (2 * eps)
+            numeric = central_difference(sess, feeds, name, j, eps)
             assert g.reshape(-1)[j] == pytest.approx(numeric, rel=3e-2, abs=3e-3), f"d loss / d {name}[{j}]"
 
 
