@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import Diagnostic, SpecError
-from ...frontend import _n_outputs
 from ...ir.layers import FLOAT_DTYPES, INT_DTYPES
-from ...ir.model import Input, Model, Namer, analyze, output_names
+from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import json_path
 from ...weights import Weights, check_weights
 from . import catalog, reader
@@ -54,7 +53,8 @@ def import_model(km: KerasModel) -> Imported:
     if problems:
         raise SpecError([Diagnostic(f"as converted: {p}", json_path=json_path(p.loc)) for p in problems],
                         km.source or km.name)
-    check_weights(analysis, builder.weights, km.source)
+    if builder.weights:  # a bare model JSON has none: its weights are for the caller to choose
+        check_weights(analysis, builder.weights, km.source)
     return Imported(model, builder.weights, km.keras_version, km.optimizer_weights, notes)
 
 
@@ -68,7 +68,8 @@ class _Builder:
         self.layers = []
         self.weights: Weights = {}
         self.namer = Namer()
-        self.tensors: dict[TensorRef, str] = {}  # (layer, call, output) -> IR tensor name
+        self.tensors: dict[TensorRef, str] = {}  # inputs and nested models' outputs -> IR tensor name
+        self.names: dict[str, str] = {}  # Keras layer (path) -> IR layer name; its outputs are name, name:1, ...
 
     def model(self, km: KerasModel, bound: list[str] | None, prefix: str, trainable: bool = True) -> list[str]:
         """Add a model's layers; `bound` gives a nested model's input tensors. Returns its outputs."""
@@ -88,17 +89,20 @@ class _Builder:
             if kl.class_name in catalog.MODEL_CLASSES:
                 inner = kl.config["model"]
                 outs = self.model(inner, ins, f"{prefix}{kl.name}/", trainable and kl.config["trainable"])
+                self.tensors.update({(prefix + kl.name, 0, k): name for k, name in enumerate(outs)})
             else:
-                outs = self._layer(kl, prefix, ins, trainable, ctx)
-            for k, name in enumerate(outs):
-                self.tensors[(prefix + kl.name, 0, k)] = name
+                self.names[prefix + kl.name] = self._layer(kl, prefix, ins, trainable, ctx)
         return [self._tensor(prefix, ref, self.ctx.at(km.name)) for ref in km.outputs]
 
     def _tensor(self, prefix: str, ref: TensorRef, ctx: Context) -> str:
         name, call, index = ref
-        if (prefix + name, call, index) not in self.tensors:
-            raise ctx.error(f"reads output {index} of call {call} of layer '{name}', which nnspec cannot follow")
-        return self.tensors[(prefix + name, call, index)]
+        key = (prefix + name, call, index)
+        if key in self.tensors:
+            return self.tensors[key]
+        if prefix + name in self.names and call == 0:  # an output analysis checks exists
+            layer = self.names[prefix + name]
+            return layer if index == 0 else f"{layer}:{index}"
+        raise ctx.error(f"reads output {index} of call {call} of layer '{name}', which nnspec cannot follow")
 
     def _name(self, wanted: str) -> str:
         """The Keras name if free, else prefixed by the nested models' names."""
@@ -123,7 +127,7 @@ class _Builder:
         self.inputs.append(Input(name=name, dtype=dtype, shape=shape[1:]))  # a fixed batch size is dropped
         return name
 
-    def _layer(self, kl: KerasLayer, prefix: str, ins: list[str], trainable: bool, ctx: Context) -> list[str]:
+    def _layer(self, kl: KerasLayer, prefix: str, ins: list[str], trainable: bool, ctx: Context) -> str:
         layer = import_layer(kl.class_name, kl.config, self.version, ctx)
         layer.name = self._name(prefix + kl.name)
         layer.inputs = ins
@@ -132,4 +136,4 @@ class _Builder:
         self.layers.append(layer)
         if kl.weights:
             self.weights[layer.name] = list(kl.weights)
-        return output_names(layer, len(_n_outputs(layer)))
+        return layer.name

@@ -15,21 +15,20 @@ from ...ir.functions import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS
 from ...ir.layers import LAYERS, Layer
 from ...ir.validation import messages
 from .normalize import Context
-from .objects import from_keras, function
+from .objects import ANY, from_keras, function
 
 # Keys that say how Keras computes or stores, not what: any value (or the one listed) is fine.
-_ANY = object()
 NEUTRAL: dict[str, Any] = {
-    "name": _ANY, "trainable": _ANY, "dtype": _ANY,  # layers compute in float32 whatever their policy
-    "implementation": _ANY, "seed": _ANY, "synchronized": _ANY, "fused": _ANY, "renorm_momentum": _ANY,
+    "name": ANY, "trainable": ANY, "dtype": ANY,  # layers compute in float32 whatever their policy
+    "implementation": ANY, "seed": ANY, "synchronized": ANY, "fused": ANY, "renorm_momentum": ANY,
     "data_format": "channels_last", "time_major": False, "zero_output_for_mask": False, "renorm": False,
     "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
 }
 # A wrapped recurrent layer's zero_output_for_mask is set by Bidirectional itself.
-_WRAPPED_NEUTRAL = {**NEUTRAL, "zero_output_for_mask": _ANY}
+_WRAPPED_NEUTRAL = {**NEUTRAL, "zero_output_for_mask": ANY}
 
 _FAMILIES = {"_initializer": INITIALIZERS, "_regularizer": REGULARIZERS, "_constraint": CONSTRAINTS}
-_KERAS2_HARD_SIGMOID = 0.2  # Keras 2: clip(0.2 x + 0.5); Keras 3 (the IR default): relu6(x + 3) / 6
+KERAS2_HARD_SIGMOID = 0.2  # Keras 2: clip(0.2 x + 0.5); Keras 3 (the IR default): relu6(x + 3) / 6
 
 
 def _relu(params: dict) -> tuple[str, dict]:
@@ -52,7 +51,7 @@ def activation(name: str, params: dict | None, version: str, ctx: Context, what:
         except ValueError as exc:
             raise ctx.error(f"{what}: {exc} has no nnspec equivalent") from None
     if name == "hard_sigmoid" and version.startswith("2"):
-        params.setdefault("slope", _KERAS2_HARD_SIGMOID)
+        params.setdefault("slope", KERAS2_HARD_SIGMOID)
     return function(ACTIVATIONS, name, params, ctx, what)
 
 
@@ -96,15 +95,21 @@ def layer(class_name: str, config: dict, version: str, ctx: Context, wrapped: bo
             fields[key] = _field(key, value, config, version, ctx)
         elif key in neutral:
             allowed = neutral[key]
-            if allowed is not _ANY and value != allowed and value is not None:
+            if allowed is not ANY and value != allowed and value is not None:
                 raise ctx.error(f"{key}={value!r} is not supported (nnspec supports {key}={allowed!r})")
         elif value is not None:
             raise ctx.error(f"option {key}={value!r} of {class_name} is not supported")
+    if fields.get("pool_size") is not None and _as_list(fields.get("strides")) == _as_list(fields["pool_size"]):
+        fields["strides"] = None  # Keras writes the default (the pool size) out; the IR leaves it implied
     if ir_type == "Bidirectional" and fields.get("backward_layer") is not None:
         mirror = fields["layer"].model_copy(update={"go_backwards": not fields["layer"].go_backwards})
         if fields["backward_layer"] == mirror:  # what the IR assumes when none is given
             fields["backward_layer"] = None
     return _build(ir_type, fields, ctx)
+
+
+def _as_list(v):
+    return v if isinstance(v, list) or v is None else [v]
 
 
 def _identity(config: dict) -> dict:

@@ -14,9 +14,9 @@ from ...ir.base import PARAM_ALIASES, Family
 from ...ir.validation import messages
 from .normalize import Context
 
-_ANY = object()
+ANY = object()  # in a table of neutral settings: every value is harmless
 NEUTRAL: dict[str, Any] = {
-    "name": _ANY, "dtype": _ANY, "jit_compile": _ANY, "is_legacy_optimizer": _ANY, "ema_momentum": _ANY,
+    "name": ANY, "dtype": ANY, "jit_compile": ANY, "is_legacy_optimizer": ANY, "ema_momentum": ANY,
     "reduction": ("auto", "sum_over_batch_size"), "summation_method": ("interpolation",),
     "multi_label": (False,), "use_ema": (False,),
 }
@@ -36,7 +36,7 @@ def function(family: Family, name: str, config: dict | None, ctx: Context, what:
             continue
         if field in member.model_fields:
             params[field] = value
-        elif not (key in NEUTRAL and (NEUTRAL[key] is _ANY or value in NEUTRAL[key])):
+        elif not (key in NEUTRAL and (NEUTRAL[key] is ANY or value in NEUTRAL[key])):
             raise ctx.error(f"{what}: {family.kind} '{name}' option {key}={value!r} is not supported")
     try:
         return member(**{family.key: canonical}, **params)

@@ -1,0 +1,119 @@
+"""Shared by the conversion tests: the Keras fixtures, a catalog of IR models covering every
+layer the converters handle, and comparisons of weights bit for bit."""
+from pathlib import Path
+
+import numpy as np
+
+from nnspec.backends.keras import reader
+from onnx_support import analysis_of, model_of, random_weights
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+MODELS = ["bn_mlp", "cnn_mnist", "conv1d_gap", "embed_lstm", "functional_residual", "gru_stack", "lstm_cosine",
+          "mlp_dropout_l2", "mlp_sigmoid"]
+VERSIONS = ["k2", "k3"]
+
+
+def fixture(name: str) -> Path:
+    return FIXTURES / name
+
+
+def io(name: str, version: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    data = np.load(FIXTURES / f"{name}.{version}.io.npz")
+    xs = sorted(k for k in data.files if k.startswith("x"))
+    ys = sorted(k for k in data.files if k.startswith("y"))
+    return [data[k] for k in xs], [data[k] for k in ys]
+
+
+def keras_weights(path, weights_path=None) -> dict[str, list[np.ndarray]]:
+    """{layer name: arrays} as the reader gives them (weightless layers left out)."""
+    model = reader.load(path, weights_path)
+    return {l.name: l.weights for l in model.layers if l.weights}
+
+
+def assert_same_weights(got: dict, want: dict) -> None:
+    """Same layers, same arrays: dtype, shape and every bit."""
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert len(got[name]) == len(want[name]), name
+        for a, b in zip(got[name], want[name]):
+            a, b = np.asarray(a), np.asarray(b)
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+
+
+# A catalog of models, as (input shapes, layers, outputs); layer fields are Keras config names.
+def _dense(units, **kw):
+    return {"type": "Dense", "units": units, **kw}
+
+
+CATALOG = {
+    "activations": ([[6]], [
+        _dense(8, activation={"name": "leaky_relu", "alpha": 0.1}), _dense(8, activation={"name": "elu", "alpha": 0.5}),
+        _dense(8, activation="exponential"), _dense(8, activation="selu"),
+        {"type": "Activation", "activation": "softplus"}, {"type": "Activation", "activation": "relu6"},
+        {"type": "Activation", "activation": "softsign"}, {"type": "Activation", "activation": "tanh"},
+        {"type": "Activation", "activation": {"name": "leaky_relu", "alpha": 0.3}},
+        _dense(3, activation="softmax")], None),
+    "conv2d_bn": ([[8, 8, 3]], [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"}, {"type": "BatchNormalization"},
+        {"type": "Activation", "activation": "relu"},
+        {"type": "Conv2D", "filters": 4, "kernel_size": [3, 2], "strides": 2, "use_bias": False},
+        {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"}, {"type": "AveragePooling2D", "pool_size": [2, 1]},
+        {"type": "GlobalMaxPooling2D"}, _dense(3)], None),
+    "conv1d": ([[16, 3]], [
+        {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
+        {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "same", "strides": 2, "activation": "tanh"},
+        {"type": "MaxPooling1D", "pool_size": 2, "strides": 1}, {"type": "LayerNormalization", "epsilon": 1e-5},
+        {"type": "GlobalAveragePooling1D"}, _dense(2)], None),
+    "recurrent": ([[5, 4]], [
+        {"type": "GRU", "units": 6, "reset_after": False, "return_sequences": True},
+        {"type": "GRU", "units": 5, "return_sequences": True},
+        {"type": "LSTM", "units": 5, "return_sequences": True},
+        {"type": "SimpleRNN", "units": 3, "activation": "relu"}, _dense(2)], None),
+    "graph": ([[6], [6]], [
+        _dense(4, name="a", inputs=["x0"]), _dense(4, name="b", inputs=["x1"]),
+        {"type": "Subtract", "name": "sub", "inputs": ["a", "b"]},
+        {"type": "Multiply", "name": "mul", "inputs": ["a", "b"]},
+        {"type": "Average", "name": "avg", "inputs": ["a", "b", "sub"]},
+        {"type": "Maximum", "name": "hi", "inputs": ["avg", "mul"]},
+        {"type": "Minimum", "name": "lo", "inputs": ["avg", "mul"]},
+        {"type": "Concatenate", "name": "cat", "inputs": ["hi", "lo", "x0"]},
+        _dense(3, name="out", activation="softmax", inputs=["cat"])], ["out", "avg"]),
+    "shapes": ([[12]], [
+        {"type": "Reshape", "target_shape": [3, 4]}, {"type": "Permute", "dims": [2, 1]}, {"type": "Flatten"},
+        {"type": "RepeatVector", "n": 3},
+        {"type": "LSTM", "name": "lstm", "units": 2, "return_state": True},
+        _dense(2, name="from_c", inputs=["lstm:2"]), {"type": "Add", "name": "sum", "inputs": ["lstm", "from_c"]}],
+        ["sum", "lstm:1"]),
+    "embedding": ([([7], "int32")], [
+        {"type": "Embedding", "input_dim": 20, "output_dim": 4}, {"type": "Conv1D", "filters": 3, "kernel_size": 2},
+        {"type": "GlobalMaxPooling1D"}, _dense(1, activation="sigmoid")], None),
+    "bn_rank3": ([[5, 4]], [_dense(4), {"type": "BatchNormalization", "epsilon": 0.01}, _dense(2)], None),
+    # exported and written, not lifted: ONNX has them as loops of ops that are not layers
+    "wrappers": ([[5, 4]], [
+        {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 3, "return_sequences": True}},
+        {"type": "TimeDistributed", "layer": _dense(2)}, {"type": "Flatten"}, _dense(1)], None),
+    "masking": ([[5, 3]], [{"type": "Masking"}, {"type": "LSTM", "units": 4}, {"type": "Dropout", "rate": 0.5},
+                           _dense(2)], None),
+}
+NOT_LIFTED = {"wrappers", "masking"}
+
+
+def catalog_model(name: str):
+    shapes, layers, outputs = CATALOG[name]
+    return model_of(layers, *shapes, outputs=outputs)
+
+
+def catalog_weights(model, seed: int = 0) -> dict:
+    return random_weights(analysis_of(model), np.random.default_rng(seed))
+
+
+def catalog_inputs(model, seed: int = 1, batch: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in model.inputs:
+        shape = [5 if d is None else d for d in i.shape]
+        if i.dtype.startswith("int"):
+            out.append(rng.integers(0, 20, (batch, *shape)).astype(i.dtype))
+        else:
+            out.append(rng.normal(size=(batch, *shape)).astype(i.dtype))
+    return out
