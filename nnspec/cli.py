@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     _weight_options(p)
     p.add_argument("--opset", type=_opset, metavar="N", help="ONNX opset, 17 to 26 (default: 18)")
 
+    p = sub.add_parser("convert", help="convert between Keras files, specs and ONNX models (by extension)")
+    p.add_argument("input", metavar="IN", help=".h5, .keras, .json (Keras or spec), .nn, .yaml or .onnx")
+    p.add_argument("output", metavar="OUT", help=".onnx, .nn (weights beside it in .npz), .h5 (Keras 2) or "
+                   ".keras (Keras 3)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--weights", metavar="W", help="IN's weights: Keras .h5 for a Keras .json, .npz for a spec")
+    group.add_argument("--seed", type=int, metavar="N", help="seed for fresh weights where IN has none")
+    p.add_argument("--opset", type=_opset, metavar="N", help="ONNX opset of an .onnx OUT, 17 to 26 (default: 18)")
+
     p = sub.add_parser("predict", help="run a model on inputs from a .npy, .npz or .csv file")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec, or .onnx model")
     p.add_argument("-i", "--input", required=True, metavar="FILE",
@@ -66,12 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when it works, else CPU (default)")
+    p.add_argument("--show", type=int, metavar="N", help="also draw the first N inputs as images with their "
+                   "predicted labels (and the true ones when the input has y) into a picture")
+    p.add_argument("--show-file", metavar="OUT.png", default="predictions.png",
+                   help="where --show draws (default: predictions.png; .svg and .pdf work too)")
     _weight_options(p)
+
+    p = sub.add_parser("plot", help="draw a training history (history.json) or a model's network (spec or .onnx)")
+    p.add_argument("file", metavar="FILE", help="a history JSON that nnspec train wrote, or a spec or .onnx model")
+    p.add_argument("-o", "--output", metavar="OUT.png", help="picture to write (.png, .svg or .pdf; default: "
+                   "FILE with .png)")
 
     p = sub.add_parser("train", help="train a model the way Keras fit would")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
-    p.add_argument("--data", metavar="DATA", help=".npz with x/y (or x0.., y0..), or an MNIST IDX folder "
-                   "(default: the spec's data)")
+    p.add_argument("--data", metavar="DATA", help=".npz with x/y (or x0.., y0..), .npy, .csv (last column: "
+                   "labels), .h5, an MNIST IDX or image folder, a built-in set (xor, circles, digits) or a source "
+                   "such as 'csv(\"iris.csv\", labels=species)' (default: the spec's data)")
     p.add_argument("--validation-data", metavar="DATA")
     p.add_argument("--validation-split", type=float, metavar="F")
     p.add_argument("--loss", metavar="LOSS", help="e.g. mse or 'categorical_crossentropy(label_smoothing=0.1)'")
@@ -88,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", metavar="FILE.json", help="default: beside the output, .history.json")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoint after every epoch (default: beside the output)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the history picture beside the history JSON")
     _weight_options(p)
+
+    p = sub.add_parser("tune", help="search a spec's hyperparameters with Optuna (the [tune] extra)")
+    from .tune.command import add_arguments as tune_arguments
+
+    tune_arguments(p)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a model on data")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
@@ -126,7 +152,8 @@ def _check(args) -> int:
             status = EXIT_USAGE
             continue
         if not args.quiet:
-            print(f"{path}: ok ({spec.analysis.total:,} parameters)")
+            space = f" at the defaults; {spec.space.headline()}" if spec.space is not None else ""
+            print(f"{path}: ok ({spec.analysis.total:,} parameters{space})")
     return status
 
 
@@ -135,7 +162,10 @@ def _summary(args) -> int:
     from .loader import load
     from .summary import summary
 
-    print(summary(load(args.file).analysis))
+    spec = load(args.file)
+    print(summary(spec.analysis))
+    if spec.space is not None:
+        print(spec.space.table())
     return EXIT_OK
 
 
@@ -212,10 +242,16 @@ def _train(args) -> int:
     source = args.data or config.data
     if source is None:
         return _fail(f"{args.model}: no data: give --data or a `data` line in the train section")
-    data = load_data(source, spec_dir)
+    data = load_data(source, spec_dir, spec, skip_bad=args.skip_bad)
     validation = None
     if args.validation_data or config.validation_data:
-        validation = load_data(args.validation_data or config.validation_data, spec_dir)
+        validation = load_data(args.validation_data or config.validation_data, spec_dir, spec,
+                               classes=data.classes, skip_bad=args.skip_bad)
+    elif not args.validation_split and not config.validation_split:
+        validation = _image_validation(source, spec_dir, spec, data, args.skip_bad)
+    if config.verbose:
+        for note in data.notes + (validation.notes if validation is not None else []):
+            print(note)
     output = Path(args.output or Path(args.model).stem + ".trained.onnx")
     history = Path(args.history or output.with_suffix(".history.json"))
     checkpoints = Path(args.checkpoint_dir or output.with_suffix(".checkpoint"))
@@ -223,10 +259,31 @@ def _train(args) -> int:
     seed = config.seed if config.seed is not None else 0
     run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
                 resume=args.resume, verbose=config.verbose)
-    save_results(spec, run, output, history)
+    written = save_results(spec, run, output, history, plot=not args.no_plot)
     if config.verbose:
-        print(f"wrote {output}, {output.with_suffix('.npz')}, {history}")
+        print(f"wrote {', '.join(str(p) for p in written)}")
     return EXIT_OK
+
+
+def _image_validation(source, spec_dir, spec, data, skip_bad: bool):
+    """Keras's folder layout: training on PATH/train validates on PATH/valid when there is one."""
+    from pathlib import Path
+
+    from .data import source_for_path, validation_folder
+    from .train.run import load_data
+
+    base = spec_dir
+    if isinstance(source, str):
+        source, base = source_for_path(source), Path(".")
+    valid = validation_folder(source, base)
+    return None if valid is None else load_data(valid, base, spec, classes=data.classes, skip_bad=skip_bad)
+
+
+@command("tune")
+def _tune(args) -> int:
+    from .tune.command import tune
+
+    return tune(args)
 
 
 @command("evaluate")
@@ -235,14 +292,49 @@ def _evaluate(args) -> int:
 
     from .loader import load
     from .train.progress import format_logs
-    from .train.run import configure, evaluate, load_data
+    from .train.run import configure, evaluate, load_data, read_classes
     from .weights import load_weights
 
     spec = load(args.model)
     config = configure(spec, {"batch_size": args.batch_size})
-    data = load_data(args.data, Path(args.model).resolve().parent)
+    data = load_data(args.data, Path(args.model).resolve().parent, spec, classes=read_classes(Path(args.weights)))
     logs = evaluate(spec, config, data, load_weights(args.weights, spec.analysis), device=args.device)
     print(format_logs(logs))
+    return EXIT_OK
+
+
+@command("plot")
+def _plot(args) -> int:
+    from pathlib import Path
+
+    from .plots import is_history, plot_history, plot_model, read_history
+
+    path = Path(args.file)
+    output = Path(args.output or path.with_suffix(".png"))
+    if output.resolve() == path.resolve():
+        return _fail(f"{path}: give another -o OUT.png")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            text = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return _fail(f"{path}: no such file")
+        except (OSError, ValueError) as exc:
+            return _fail(f"{path}: not JSON ({exc})")
+        if is_history(text):
+            plot_history(read_history(path), output, title=path.name.split(".")[0])
+            print(f"wrote {output}")
+            return EXIT_OK
+    if suffix == ".onnx":
+        from .backends.onnx.compile import spec_from_onnx
+
+        spec = spec_from_onnx(path)
+    else:
+        from .loader import load
+
+        spec = load(path)
+    plot_model(spec.analysis, output)
+    print(f"wrote {output}")
     return EXIT_OK
 
 
@@ -272,6 +364,17 @@ def _compile(args) -> int:
     return EXIT_OK
 
 
+@command("convert")
+def _convert(args) -> int:
+    from .convert import convert
+
+    written, notes = convert(args.input, args.output, weights=args.weights, seed=args.seed, opset=args.opset)
+    for note in notes:
+        print(f"nnspec: note: {note}", file=sys.stderr)
+    print(f"wrote {', '.join(written)}")
+    return EXIT_OK
+
+
 @command("predict")
 def _predict(args) -> int:
     from pathlib import Path
@@ -284,24 +387,95 @@ def _predict(args) -> int:
 
     if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
         return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
+    if args.show is not None and args.show < 1:
+        return _fail(f"--show takes a positive number of images, not {args.show}")
+    true = classes = None
     try:
         model = load(args.model, weights=args.weights, seed=args.seed, device=args.device)
         if args.output:
             check_output(args.output, len(model.output_names))
-        outputs = model.predict(read_inputs(args.input, model.inputs), batch_size=args.batch_size)
+        classes = _model_classes(model, args.weights)
+        if _is_data_source(args.input):
+            inputs, true, classes = _source_inputs(args.input, model, classes)
+        else:
+            inputs = read_inputs(args.input, model.inputs)
+            true = _npz_targets(args.input) if args.show else None
+        outputs = model.predict(inputs, batch_size=args.batch_size)
     except (InputError, DeviceError) as exc:
         return _fail(str(exc))
     outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
+    if args.show:
+        from .plots import plot_predictions
+
+        n = min(args.show, len(inputs[0]))
+        first = next(iter(outputs.values()))
+        plot_predictions(inputs[0][:n], first[:n], args.show_file, None if true is None else true[:n], classes)
+        print(f"wrote {args.show_file} ({n} images)")
     if args.output:
         try:
             write_outputs(args.output, outputs)
         except OSError as exc:
             return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
         return EXIT_OK
+    if args.show:
+        return EXIT_OK
     with np.printoptions(threshold=sys.maxsize, linewidth=sys.maxsize):
         for name, y in outputs.items():
             print(f"{name}:\n{y}" if len(outputs) > 1 else y)
     return EXIT_OK
+
+
+def _model_classes(model, weights: str | None) -> list[str] | None:
+    """Class names a trained model carries (ONNX metadata) or that lie beside its weights file."""
+    from pathlib import Path
+
+    from .train.run import CLASSES_KEY, read_classes
+
+    props = {p.key: p.value for p in model.onnx.metadata_props}
+    if CLASSES_KEY in props:
+        return json.loads(props[CLASSES_KEY])
+    return read_classes(Path(weights)) if weights else None
+
+
+def _is_data_source(text: str) -> bool:
+    from pathlib import Path
+
+    from .ir.training import DATA_SOURCES
+
+    return Path(text).is_dir() or "(" in text or Path(text).suffix.lower() in (".h5", ".hdf5") or \
+        (text in DATA_SOURCES.names and not Path(text).exists())
+
+
+def _source_inputs(text: str, model, classes):
+    """Inputs (and targets, classes) from a data source: an image or MNIST folder, .h5, a built-in set."""
+    import numpy as np
+
+    from .data import Sample, load_path
+
+    shapes = [Sample(tuple(i.shape[1:]), i.dtype) for i in model.inputs]
+    train = model.spec.model.train if model.spec is not None else None
+    data = load_path(text, train.data if train is not None else None, inputs=shapes, classes=classes)
+    data.check()
+    xs, ys = data.batch(np.arange(len(data)))
+    fitted = []
+    for x, info in zip(xs, model.inputs):
+        want = tuple(info.shape[1:])
+        if x.shape[1:] + (1,) == want:
+            x = x[..., None]
+        fitted.append(x.astype(info.dtype, copy=False))
+    return fitted, (ys[0] if ys else None), classes or data.classes
+
+
+def _npz_targets(path: str):
+    """`y` of an .npz input, when it has one (the true labels --show writes beside the predictions)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if Path(path).suffix.lower() != ".npz":
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["y"] if "y" in data.files else (data["y0"] if "y0" in data.files else None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,81 +1,582 @@
-"""Training data from disk: .npz/.npy arrays, CSV, MNIST IDX files. Every problem is a one-line
-error naming the file and the place, raised before any training starts."""
+"""Training data: every source is a `Data`, a numbered set of samples read in batches.
+
+    data = load(ImageFolderData(path="data/dogscats"), inputs=spec.model.inputs)
+    xs, ys = data.batch(np.array([3, 1, 4]))   # one array per model input / output, batch first
+
+Sources: in-memory arrays (`Dataset`), memory-mapped .npy and uncompressed .npz files (data larger
+than memory trains), CSV with a header, HDF5 datasets read batch by batch, folders of images in
+Keras's train/valid/test layout, MNIST IDX files, and the built-in sets xor, circles, cosine and
+digits. The loop only calls `len()` and `batch()`; it does not care where samples come from.
+
+Every problem is a one-line `DataError` naming the file and the row, image or sample, raised
+before any training starts (`check()`, `for_model()`); nothing is silently dropped.
+"""
 from __future__ import annotations
 
 import csv
 import gzip
+import math
+import os
 import struct
-from dataclasses import dataclass, field
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
+from .ir import training as ir
 from .ir.training import CsvData, MnistData, NpyData, NpzData
+
+CHUNK_BYTES = 32 << 20  # checks read this much at a time: data larger than memory is scanned, not loaded
+IMAGE_CACHE_BYTES = 512 << 20  # decoded images up to this size stay in memory (uint8); beyond, decoded per batch
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
 
 
 class DataError(SpecError):
-    """Bad data: the message names the file and the row, image or array."""
+    """Bad data: one line naming the file and the row, image or sample, and the problem
+    (printed as `nnspec: error: FILE: PLACE: PROBLEM`; str() is the message alone)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.args = (message,)
 
 
-@dataclass
-class Dataset:
-    xs: list[np.ndarray]  # one array per model input, batch first
-    ys: list[np.ndarray]  # one array per model output
-    classes: list[str] | None = None  # label names, where the source had them (CSV categories)
-    source: str = ""
+class Sample(NamedTuple):
+    """The shape (without the batch dimension) and dtype of one sample of one array."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+# ---- the interface ---------------------------------------------------------------------------------
+
+class Data:
+    """A dataset: `len()` samples, read by index in batches. Subclasses implement `__len__`,
+    `read_x` and `read_y` (indices in any order, possibly repeated)."""
+
+    source: str = ""  # what messages name: a file or folder
+    classes: list[str] | None = None  # label names, where the source has them
+    one_hot: bool | None = None  # labels as one-hot rows (true), indices (false), or as the loss wants (None)
+    notes: list[str]  # what loading found, for the user (images found, images skipped)
 
     def __len__(self) -> int:
-        return len(self.xs[0])
+        raise NotImplementedError
 
-    def take(self, index: np.ndarray | slice) -> "Dataset":
-        return Dataset([x[index] for x in self.xs], [y[index] for y in self.ys], self.classes, self.source)
+    def read_x(self, indices: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
 
-    def split(self, fraction: float) -> tuple["Dataset", "Dataset"]:
+    def read_y(self, indices: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def has_targets(self) -> bool:
+        return bool(self.y_samples())
+
+    def batch(self, indices) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        indices = np.asarray(indices, np.int64)
+        return self.read_x(indices), self.read_y(indices)
+
+    def x_samples(self) -> list[Sample]:
+        return [Sample(a.shape[1:], a.dtype) for a in self.read_x(np.zeros(1, np.int64))]
+
+    def y_samples(self) -> list[Sample]:
+        return [Sample(a.shape[1:], a.dtype) for a in self.read_y(np.zeros(1, np.int64))]
+
+    def take(self, index) -> "Data":
+        """The samples at `index` (a slice or indices), as a view."""
+        return Subset(self, np.arange(len(self))[index])
+
+    def split(self, fraction: float) -> tuple["Data", "Data"]:
         """Keras's validation_split: the last `fraction` of the samples, taken before any shuffling."""
         n = len(self)
         cut = n - int(n * fraction)
         return self.take(slice(0, cut)), self.take(slice(cut, n))
 
+    def scan(self, x: bool = True, y: bool = True) -> Iterator[tuple[int, list[np.ndarray], list[np.ndarray]]]:
+        """Every sample once, in chunks of about CHUNK_BYTES: (first index, xs, ys)."""
+        per = sum(math.prod(s.shape) * s.dtype.itemsize for s in (self.x_samples() if x else []) +
+                  (self.y_samples() if y else []))
+        rows = max(1, CHUNK_BYTES // max(per, 1))
+        for start in range(0, len(self), rows):
+            idx = np.arange(start, min(start + rows, len(self)))
+            yield start, self.read_x(idx) if x else [], self.read_y(idx) if y else []
 
-def load(source, base_dir: str | Path = ".") -> Dataset:
-    """Read a data source of the spec's `data` section; relative paths are relative to the spec's folder."""
+    def check(self) -> None:
+        """Dtypes and values: NaN or infinite values, strings and objects are refused."""
+        if len(self) == 0:
+            raise DataError(f"{self.source}: no samples")
+        for kind, samples in (("x", self.x_samples()), ("y", self.y_samples())):
+            for i, s in enumerate(samples):
+                if s.dtype.kind not in "fiub":
+                    raise DataError(f"{self.source}: {_name(kind, i, len(samples))} has unsupported dtype {s.dtype} "
+                                    "(numbers or booleans only)")
+        for start, xs, ys in self.scan():
+            for kind, arrays in (("x", xs), ("y", ys)):
+                for i, a in enumerate(arrays):
+                    if a.dtype.kind == "f":
+                        bad = ~np.isfinite(a).reshape(len(a), -1).all(axis=1)
+                        if bad.any():
+                            raise DataError(f"{self.describe(start + int(np.argmax(bad)))}: "
+                                            f"{_name(kind, i, len(arrays))} has NaN or infinite values")
+
+    def describe(self, index: int) -> str:
+        """Where sample `index` comes from, for messages."""
+        return f"{self.source}: sample {index}"
+
+
+def _name(kind: str, i: int, count: int) -> str:
+    return kind if count == 1 else f"{kind}{i}"
+
+
+class Subset(Data):
+    """Some samples of another dataset, in a given order (a view: nothing is copied)."""
+
+    def __init__(self, inner: Data, indices: np.ndarray):
+        self.inner, self.indices = inner, np.asarray(indices, np.int64)
+        self.source, self.classes, self.notes, self.one_hot = inner.source, inner.classes, [], inner.one_hot
+
+    def __len__(self):
+        return len(self.indices)
+
+    def read_x(self, indices):
+        return self.inner.read_x(self.indices[indices])
+
+    def read_y(self, indices):
+        return self.inner.read_y(self.indices[indices])
+
+    def x_samples(self):
+        return self.inner.x_samples()
+
+    def y_samples(self):
+        return self.inner.y_samples()
+
+    def take(self, index):
+        return Subset(self.inner, self.indices[index])
+
+    def describe(self, index):
+        return self.inner.describe(int(self.indices[index]))
+
+
+class Wrapper(Data):
+    """A transformation of another dataset's batches; views (take, split) keep the transformation."""
+
+    def __init__(self, inner: Data):
+        self.inner = inner
+        self.source, self.classes, self.notes, self.one_hot = inner.source, inner.classes, inner.notes, inner.one_hot
+
+    def __len__(self):
+        return len(self.inner)
+
+    def rewrap(self, inner: Data) -> "Wrapper":
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.inner = inner
+        return clone
+
+    def take(self, index):
+        return self.rewrap(self.inner.take(index))
+
+    def split(self, fraction):
+        a, b = self.inner.split(fraction)
+        return self.rewrap(a), self.rewrap(b)
+
+    def describe(self, index):
+        return self.inner.describe(index)
+
+
+# ---- arrays in memory or memory-mapped -----------------------------------------------------------------
+
+@dataclass
+class Dataset(Data):
+    """Arrays, batch first: in memory or np.memmap (then a batch reads only its rows)."""
+
+    xs: list[np.ndarray]  # one array per model input
+    ys: list[np.ndarray]  # one array per model output (none for inputs only)
+    classes: list[str] | None = None  # label names, where the source had them (CSV categories)
+    source: str = ""
+
+    def __post_init__(self):
+        self.notes = []
+
+    def __len__(self) -> int:
+        return len(self.xs[0]) if self.xs else 0
+
+    def read_x(self, indices):
+        return [_rows(x, indices) for x in self.xs]
+
+    def read_y(self, indices):
+        return [_rows(y, indices) for y in self.ys]
+
+    def x_samples(self):
+        return [Sample(x.shape[1:], x.dtype) for x in self.xs]
+
+    def y_samples(self):
+        return [Sample(y.shape[1:], y.dtype) for y in self.ys]
+
+    def take(self, index) -> "Dataset":
+        return Dataset([x[index] for x in self.xs], [y[index] for y in self.ys], self.classes, self.source)
+
+    def check(self) -> None:
+        n = len(self)
+        for kind, arrays in (("x", self.xs), ("y", self.ys)):
+            for i, a in enumerate(arrays):
+                if len(a) != n:
+                    raise DataError(f"{self.source}: {_name(kind, i, len(arrays))} has {len(a)} samples, "
+                                    f"{_name('x', 0, len(self.xs))} has {n}")
+        super().check()
+
+
+def _rows(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    if len(indices) and indices[-1] - indices[0] == len(indices) - 1 and np.all(np.diff(indices) == 1):
+        return np.asarray(array[indices[0]:indices[-1] + 1])  # a contiguous run: one read
+    return np.asarray(array[indices])
+
+
+# ---- preprocessing the spec declares ------------------------------------------------------------------
+
+class Prepared(Wrapper):
+    """x * rescale, then (x - mean) / std; the means and deviations broadcast over the last axis."""
+
+    def __init__(self, inner: Data, rescale: float | None, mean, std):
+        super().__init__(inner)
+        self.rescale = rescale
+        self.mean = None if mean is None else np.asarray(mean, np.float32)
+        self.std = None if std is None else np.asarray(std, np.float32)
+        if self.std is not None and (self.std <= 0).any():
+            raise DataError(f"{inner.source}: std must be positive, got {std}")
+
+    def read_x(self, indices):
+        out = []
+        for x in self.inner.read_x(indices):
+            x = x.astype(np.float32)
+            if self.rescale is not None:
+                x *= np.float32(self.rescale)
+            if self.mean is not None:
+                x -= self.mean
+            if self.std is not None:
+                x /= self.std
+            out.append(x)
+        return out
+
+    def read_y(self, indices):
+        return self.inner.read_y(indices)
+
+    def x_samples(self):
+        return [Sample(s.shape, np.dtype(np.float32)) for s in self.inner.x_samples()]
+
+    def y_samples(self):
+        return self.inner.y_samples()
+
+    def check(self):
+        for s in self.inner.x_samples():
+            for what, v in (("mean", self.mean), ("std", self.std)):
+                if v is not None and v.ndim and (not s.shape or v.shape[-1] not in (1, s.shape[-1])):
+                    raise DataError(f"{self.source}: {what} has {v.shape[-1]} values; the samples' last axis "
+                                    f"has {s.shape[-1] if s.shape else 1}")
+        self.inner.check()
+
+
+# ---- fitting the data to a model ---------------------------------------------------------------------
+
+CATEGORICAL_LOSSES = {"categorical_crossentropy", "categorical_hinge", "kl_divergence"}
+
+
+class ForModel(Wrapper):
+    """The data as a model takes it: inputs cast to the input's dtype (and given a trailing channel
+    axis when the model's input has one more axis of size 1), class labels as one-hot rows or
+    indices, as the loss wants."""
+
+    def __init__(self, inner: Data, x_plan: list, y_plan: list):
+        super().__init__(inner)
+        self.x_plan, self.y_plan = x_plan, y_plan  # per array: (shape or None, dtype); (form, classes)
+
+    def read_x(self, indices):
+        out = []
+        for x, (shape, dtype) in zip(self.inner.read_x(indices), self.x_plan):
+            if shape is not None:
+                x = x.reshape(len(x), *shape)
+            out.append(x.astype(dtype, copy=False))
+        return out
+
+    def read_y(self, indices):
+        out = []
+        for y, (form, classes) in zip(self.inner.read_y(indices), self.y_plan):
+            if form == "one_hot":
+                y = np.eye(classes, dtype=np.float32)[y.reshape(len(y)).astype(np.int64)]
+            elif form == "index":
+                y = y.reshape(len(y)).astype(np.int64)
+            elif form == "column":
+                y = y.reshape(len(y), 1).astype(np.float32)
+            elif y.dtype.kind == "f" and y.dtype != np.float32:
+                y = y.astype(np.float32)
+            out.append(y)
+        return out
+
+    def x_samples(self):
+        return [Sample(tuple(shape) if shape is not None else s.shape, np.dtype(dtype))
+                for s, (shape, dtype) in zip(self.inner.x_samples(), self.x_plan)]
+
+    def y_samples(self):
+        out = []
+        for s, (form, classes) in zip(self.inner.y_samples(), self.y_plan):
+            out.append({"one_hot": Sample((classes,), np.dtype(np.float32)),
+                        "index": Sample((), np.dtype(np.int64)),
+                        "column": Sample((1,), np.dtype(np.float32))}.get(
+                form, Sample(s.shape, np.dtype(np.float32) if s.dtype.kind == "f" else s.dtype)))
+        return out
+
+
+def _one_hot_wanted(source_one_hot: bool | None, loss) -> bool:
+    if source_one_hot is not None:
+        return source_one_hot
+    return loss is not None and loss.name in CATEGORICAL_LOSSES
+
+
+def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = None) -> Data:
+    """`data` fitted to `model` and checked against it (shapes, dtypes, label ranges), before training.
+    `loss`: the loss of the first output (picks one-hot rows or class indices for labels)."""
+    data.check()
+    xs = data.x_samples()
+    if len(xs) != len(model.inputs):
+        raise DataError(f"{data.source}: {len(xs)} input array(s) for a model with {len(model.inputs)} input(s)")
+    x_plan = []
+    for s, spec in zip(xs, model.inputs):
+        want, got = tuple(spec.shape), tuple(s.shape)
+        if _fits(got, want):
+            shape = None
+        elif _fits(got + (1,), want):  # (28, 28) images for a (28, 28, 1) input
+            shape = got + (1,)
+        else:
+            raise DataError(f"{data.source}: input '{spec.name}' expects samples of shape {want}, the data has {got}")
+        if spec.dtype.startswith("int") and s.dtype.kind == "f":
+            raise DataError(f"{data.source}: input '{spec.name}' takes {spec.dtype} values, the data has {s.dtype}")
+        x_plan.append((shape, np.dtype(spec.dtype)))
+    y_plan = []
+    ys = data.y_samples()
+    outs = analysis.output_types
+    if ys and len(ys) != len(outs):
+        raise DataError(f"{data.source}: {len(ys)} target array(s) for a model with {len(outs)} output(s)")
+    losses = loss if isinstance(loss, list) else [loss] * len(outs)
+    for s, out, l in zip(ys, outs, losses):
+        classes = out.shape[-1] if out.shape else 1
+        labels = s.dtype.kind in "iub" and (s.shape == () or s.shape == (1,))
+        if labels and classes and classes > 1:
+            sparse = l is not None and l.name.startswith("sparse")
+            y_plan.append(("one_hot" if not sparse and _one_hot_wanted(one_hot, l) else "index", classes))
+        elif s.shape == () and tuple(out.shape) == (1,):
+            y_plan.append(("column", 1))
+        else:
+            y_plan.append((None, classes))
+    fitted = ForModel(data, x_plan, y_plan)
+    if ys:
+        _check_labels(data, y_plan)
+        _check_target_shapes(fitted, outs)
+    return fitted
+
+
+def _fits(got: tuple, want: tuple) -> bool:
+    return len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got))
+
+
+def _check_labels(data: Data, y_plan: list) -> None:
+    wanted = [i for i, (form, _) in enumerate(y_plan) if form in ("one_hot", "index")]
+    if not wanted:
+        return
+    for start, _, ys in data.scan(x=False):
+        for i in wanted:
+            classes = y_plan[i][1]
+            y = ys[i].reshape(len(ys[i]))
+            bad = (y < 0) | (y >= classes)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DataError(f"{data.describe(start + row)}: label {int(y[row])} is outside the model's "
+                                f"{classes} classes (0 to {classes - 1})")
+
+
+def _check_target_shapes(data: Data, outs) -> None:
+    for i, (s, out) in enumerate(zip(data.y_samples(), outs)):
+        want = tuple(out.shape)
+        if s.shape == () and len(want) >= 1:  # class indices
+            continue
+        if not _fits(tuple(s.shape), want):
+            raise DataError(f"{data.source}: output {i} gives samples of shape {want}, the targets have {s.shape}")
+
+
+def check_against_model(data: Data, model, analysis) -> None:
+    """Shapes and label ranges against the model, before training starts."""
+    for_model(data, model, analysis)
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+
+def load(source, base_dir: str | Path = ".", *, inputs: Sequence | None = None, classes: list[str] | None = None,
+         skip_bad: bool = False) -> Data:
+    """A data source of the spec's `data` section (relative paths are relative to the spec's folder).
+    `inputs`: the model's inputs (image folders take their size and channels from the first);
+    `classes`: the label names a trained model knows (CSV text labels and image folders map to them);
+    `skip_bad`: skip unreadable images (counted in `notes`) instead of stopping."""
     base = Path(base_dir)
-    loader = {NpzData: _npz, NpyData: _npy, CsvData: _csv, MnistData: _mnist}[type(source)]
-    dataset = loader(source, base)
-    _check(dataset)
-    return dataset
+    loaders = {NpzData: _npz, NpyData: _npy, CsvData: _csv, MnistData: _mnist, ir.Hdf5Data: _hdf5,
+               ir.ImageFolderData: _images, ir.XorData: _xor, ir.CirclesData: _circles, ir.CosineData: _cosine,
+               ir.DigitsData: _digits}
+    data = loaders[type(source)](source, base, inputs=inputs, classes=classes, skip_bad=skip_bad)
+    if source.rescale is not None or source.mean is not None or source.std is not None:
+        data = Prepared(data, source.rescale, source.mean, source.std)
+    data.one_hot = source.one_hot  # what the spec asked for the labels (None: what the loss wants)
+    return data  # for_model() checks it (values, then against the model) before training
 
 
-def load_path(path: str | Path) -> Dataset:
-    """A data file named on the command line, by its extension."""
-    path = Path(path)
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix == ".npz":
-        return load(NpzData(path=str(path)))
-    if path.is_dir():
-        return load(MnistData(path=str(path)))
-    raise DataError(f"{path}: unsupported data file; use .npz (x, y) or an MNIST folder")
+def parse_source(text: str):
+    """A source as written on the command line: a path, or a call such as `csv("iris.csv", labels=species)`."""
+    from pydantic import TypeAdapter, ValidationError
 
-
-def _npz(source: NpzData, base: Path) -> Dataset:
-    path = base / source.path
-    arrays = _open_npz(path)
-    xs = _numbered(arrays, "x", path)
-    ys = _numbered(arrays, "y", path, required=False)
-    return Dataset(xs, ys, source=str(path))
-
-
-def _open_npz(path: Path) -> dict[str, np.ndarray]:
+    from .frontend import parse_value
+    value = parse_value(text, "--data")
     try:
-        with np.load(path, allow_pickle=False) as data:  # never unpickle
-            return {k: data[k] for k in data.files}
+        return TypeAdapter(ir.DataSource).validate_python(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"][1:] if not isinstance(p, int))
+        raise DataError(f"{text}: {where + ': ' if where else ''}{error['msg']}") from None
+
+
+def source_for_path(path: str | Path):
+    """The data source a path names, by its form: .npz, .npy, .csv (last column: labels), .h5/.hdf5
+    (datasets x and y), an MNIST IDX folder, a folder of images, or a built-in set's name."""
+    text = str(path)
+    if "(" in text or text in ir.DATA_SOURCES.names and not Path(text).exists():
+        return parse_source(text)
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return NpzData(path=text)
+    if suffix == ".npy":
+        return NpyData(x=text)
+    if suffix in (".h5", ".hdf5"):
+        return ir.Hdf5Data(path=text)
+    if suffix == ".csv":
+        header = _csv_header(path)
+        return CsvData(path=text, labels=header[-1])
+    if path.is_dir():
+        if any(path.glob("*-images-idx3-ubyte*")):
+            subset = "train" if any(path.glob("train-images-idx3-ubyte*")) else "t10k"
+            return MnistData(path=text, subset=subset)
+        return ir.ImageFolderData(path=text)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    raise DataError(f"{path}: unsupported data file; use .npz, .npy, .csv, .h5, an MNIST or image folder, "
+                    f"or a source such as 'csv(\"{path.name}\", labels=label)'")
+
+
+def load_path(path: str | Path, template=None, **kwargs) -> Data:
+    """A data file named on the command line (see source_for_path); a bare path takes the preprocessing
+    (rescale, mean, std, one_hot) of `template`, the spec's own data source, so a model trained on
+    rescaled images sees its new images rescaled alike."""
+    source = source_for_path(path)
+    if template is not None and not ("(" in str(path)):
+        source = with_preprocessing(source, template)
+    return load(source, ".", **kwargs)
+
+
+PREPROCESSING = ("rescale", "mean", "std", "one_hot")
+
+
+def with_preprocessing(source, template):
+    """`source` with the preprocessing of `template` where it sets none of its own."""
+    if any(getattr(source, k) is not None and k in source.model_fields_set for k in PREPROCESSING):
+        return source
+    update = {k: getattr(template, k) for k in PREPROCESSING if k in template.model_fields_set}
+    if isinstance(source, MnistData) or isinstance(template, MnistData):
+        update.pop("one_hot", None)  # mnist's own default (one-hot) stands
+    return source.model_copy(update=update) if update else source
+
+
+def _open(path: Path):
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+# ---- .npz and .npy ------------------------------------------------------------------------------------
+
+def _npz(source: NpzData, base: Path, **_) -> Dataset:
+    path = base / source.path
+    arrays, compressed = _open_npz(path)
+    xs = _numbered(arrays, "x", path)
+    ys = _numbered(arrays, "y", path, required=False)
+    data = Dataset(xs, ys, source=str(path))
+    if compressed:
+        data.notes.append(f"{path}: compressed members ({', '.join(compressed)}) were read into memory; "
+                          "np.savez (uncompressed) files are memory-mapped")
+    return data
+
+
+def _open_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each member of an .npz: memory-mapped where it is stored uncompressed, else read into memory."""
+    with _open(path) as f:
+        try:
+            infos = zipfile.ZipFile(f).infolist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+        size = os.fstat(f.fileno()).st_size
+        arrays, compressed = {}, []
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            stored = info.compress_type == zipfile.ZIP_STORED
+            mapped = _map_member(f, info, path, size) if stored else None
+            if mapped is None:  # compressed, empty, or a .npy format version without a public reader
+                if not stored:
+                    compressed.append(key)
+                mapped = _read_member(path, info.filename)
+            arrays[key] = mapped
+    return arrays, compressed
+
+
+def _map_member(f, info: zipfile.ZipInfo, path: Path, size: int) -> np.ndarray | None:
+    f.seek(info.header_offset)
+    local = f.read(30)
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
+        raise DataError(f"{path}: member {info.filename}: corrupt zip header")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    f.seek(info.header_offset + 30 + name_len + extra_len)
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            return None
+    except ValueError as exc:
+        raise DataError(f"{path}: member {info.filename}: not a .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: member {info.filename}: object arrays are refused (they would need unpickling)")
+    offset = f.tell()
+    nbytes = math.prod(shape) * dtype.itemsize
+    if offset + nbytes > size or nbytes != info.file_size - (offset - info.header_offset - 30 - name_len - extra_len):
+        raise DataError(f"{path}: member {info.filename}: truncated ({nbytes} bytes of data expected)")
+    if nbytes == 0:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+def _read_member(path: Path, name: str) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as data:  # never unpickle
+            return data[name[:-4]]
     except ValueError as exc:
         raise DataError(f"{path}: {exc} (object arrays are refused)") from None
-    except Exception as exc:  # zipfile/format errors: a truncated or foreign file
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except Exception as exc:  # zlib/format errors: a truncated or foreign file
+        raise DataError(f"{path}: member {name}: unreadable ({exc})") from None
 
 
 def _numbered(arrays: dict, stem: str, path: Path, required: bool = True) -> list[np.ndarray]:
@@ -90,28 +591,40 @@ def _numbered(arrays: dict, stem: str, path: Path, required: bool = True) -> lis
     return out
 
 
-def _npy(source: NpyData, base: Path) -> Dataset:
+def _npy(source: NpyData, base: Path, **_) -> Dataset:
     def one(name: str) -> np.ndarray:
         path = base / name
+        _open(path).close()
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: larger than memory works
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
         except ValueError as exc:
             raise DataError(f"{path}: {exc}") from None
+        except OSError as exc:
+            raise DataError(f"{path}: not a .npy array ({exc})") from None
 
-    return Dataset([one(source.x)], [one(source.y)], source=str(base / source.x))
+    return Dataset([one(source.x)], [one(source.y)] if source.y else [], source=str(base / source.x))
 
 
-def _csv(source: CsvData, base: Path) -> Dataset:
+# ---- CSV --------------------------------------------------------------------------------------------------
+
+def _csv_header(path: Path) -> list[str]:
+    with _open(path):
+        pass
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), None)
+    if not header:
+        raise DataError(f"{path}: empty file")
+    return header
+
+
+def _csv(source: CsvData, base: Path, classes: list[str] | None = None, **_) -> Dataset:
     path = base / source.path
+    _open(path).close()
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     if not rows:
         raise DataError(f"{path}: empty file")
     header, body = rows[0], rows[1:]
@@ -119,9 +632,10 @@ def _csv(source: CsvData, base: Path) -> Dataset:
     features = source.features or [c for c in header if c not in labels]
     for column in features + labels:
         if column not in header:
-            from .errors import did_you_mean
-
-            raise DataError(f"{path}: no column '{column}'{did_you_mean(column, header)}")
+            hint = did_you_mean(column, header) or f"; the header has {', '.join(header)}"
+            raise DataError(f"{path}: no column '{column}'{hint}")
+    if not body:
+        raise DataError(f"{path}: no data rows after the header")
     index = {c: i for i, c in enumerate(header)}
     x = np.empty((len(body), len(features)), np.float32)
     raw_labels = []
@@ -129,25 +643,317 @@ def _csv(source: CsvData, base: Path) -> Dataset:
         if len(row) != len(header):
             raise DataError(f"{path}:{r}: {len(row)} fields, the header has {len(header)}")
         for j, column in enumerate(features):
+            text = row[index[column]]
             try:
-                x[r - 2, j] = float(row[index[column]])
+                value = float(text)
             except ValueError:
-                raise DataError(f"{path}:{r}: column '{column}' is not a number: {row[index[column]]!r}") from None
+                what = "is empty" if not text.strip() else f"is not a number: {text!r}"
+                raise DataError(f"{path}:{r}: column '{column}' {what}") from None
+            if not math.isfinite(value):
+                raise DataError(f"{path}:{r}: column '{column}' is not finite: {text!r}")
+            x[r - 2, j] = value
         raw_labels.append([row[index[c]] for c in labels])
-    y, classes = _labels(raw_labels, path)
-    return Dataset([x], [y], classes, str(path))
+    y, names = _labels(raw_labels, path, labels, classes)
+    return Dataset([x], [y], names, str(path))
 
 
-def _labels(raw: list[list[str]], path: Path) -> tuple[np.ndarray, list[str] | None]:
-    """Numeric label columns stay numbers; a single text column becomes class indices (sorted names)."""
+def _labels(raw: list[list[str]], path: Path, columns: list[str], known: list[str] | None):
+    """Numeric label columns stay numbers; a single text column becomes class indices (sorted names,
+    or the names a trained model knows)."""
     try:
-        return np.array(raw, dtype=np.float32), None
+        values = np.array(raw, dtype=np.float64)
     except ValueError:
-        if len(raw[0]) != 1:
-            raise DataError(f"{path}: text labels are supported in a single label column") from None
-        classes = sorted({r[0] for r in raw})
-        lookup = {c: i for i, c in enumerate(classes)}
-        return np.array([lookup[r[0]] for r in raw], dtype=np.int64), classes
+        values = None
+    if values is not None and known is None:
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}:{int(np.argmax(bad)) + 2}: label is not finite")
+        if np.all(values == np.round(values)) and len(columns) == 1:
+            return values.reshape(-1).astype(np.int64), None
+        return values.astype(np.float32), None
+    if len(raw[0]) != 1:
+        raise DataError(f"{path}: text labels are supported in a single label column, not {', '.join(columns)}")
+    names = known if known is not None else sorted({r[0] for r in raw})
+    lookup = {c: i for i, c in enumerate(names)}
+    out = np.empty(len(raw), np.int64)
+    for r, (label,) in enumerate(raw):
+        if label not in lookup:
+            raise DataError(f"{path}:{r + 2}: label {label!r} is not one of the model's classes "
+                            f"({', '.join(names)})")
+        out[r] = lookup[label]
+    return out, list(names)
+
+
+# ---- HDF5 ---------------------------------------------------------------------------------------------------
+
+class Hdf5Dataset(Data):
+    """Datasets of an HDF5 file, read batch by batch (a batch's rows in increasing order, as HDF5 wants)."""
+
+    def __init__(self, path: Path, xs: list[str], ys: list[str]):
+        import h5py
+
+        from .backends.keras import h5safe
+        from .backends.keras.errors import KerasFormatError
+
+        self.source, self.classes, self.notes = str(path), None, []
+        _open(path).close()
+        try:
+            self.file = h5safe.open_file(str(path), str(path))
+            h5safe.check_file(self.file, str(path))  # external and virtual datasets, links, plugins: refused
+        except KerasFormatError as exc:
+            raise DataError(exc.render()) from None
+        self.names = (xs, ys)
+
+        def dataset(name):
+            obj = self.file.get(name)
+            if not isinstance(obj, h5py.Dataset):
+                found = []
+                self.file.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) else None)
+                raise DataError(f"{path}: no dataset '{name}'{did_you_mean(name, found)}; it has "
+                                f"{', '.join(found[:10]) or 'none'}")
+            if obj.shape == () or obj.dtype.kind not in "fiub":
+                raise DataError(f"{path}: dataset '{name}' has unsupported dtype {obj.dtype} or no sample axis")
+            return obj
+
+        self.xs = [dataset(n) for n in xs]
+        self.ys = [dataset(n) for n in ys]
+        n = len(self.xs[0])
+        for name, d in zip(xs + ys, self.xs + self.ys):
+            if len(d) != n:
+                raise DataError(f"{path}: dataset '{name}' has {len(d)} samples, '{xs[0]}' has {n}")
+
+    def __len__(self):
+        return len(self.xs[0])
+
+    def _read(self, datasets, indices):
+        if not len(indices):
+            return [np.zeros((0, *d.shape[1:]), d.dtype) for d in datasets]
+        order = np.argsort(indices, kind="stable")
+        wanted = indices[order]
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        lo, hi = int(unique[0]), int(unique[-1]) + 1
+        out = []
+        for d in datasets:
+            if hi - lo <= 4 * len(unique):  # close together: one read of the span
+                block = d[lo:hi][unique - lo]
+            else:
+                block = d[unique]  # HDF5 point selection, strictly increasing
+            rows = np.empty((len(indices), *d.shape[1:]), d.dtype)
+            rows[order] = block[inverse]
+            out.append(rows)
+        return out
+
+    def read_x(self, indices):
+        return self._read(self.xs, np.asarray(indices, np.int64))
+
+    def read_y(self, indices):
+        return self._read(self.ys, np.asarray(indices, np.int64))
+
+    def x_samples(self):
+        return [Sample(d.shape[1:], d.dtype) for d in self.xs]
+
+    def y_samples(self):
+        return [Sample(d.shape[1:], d.dtype) for d in self.ys]
+
+
+def _hdf5(source: ir.Hdf5Data, base: Path, **_) -> Data:
+    as_list = lambda v: [] if v is None else [v] if isinstance(v, str) else list(v)  # noqa: E731
+    return Hdf5Dataset(base / source.path, as_list(source.x), as_list(source.y))
+
+
+# ---- image folders ------------------------------------------------------------------------------------------
+
+_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3), "rgba": ("RGBA", 4)}
+_SUBSET_FOLDERS = {"train": ("train",), "valid": ("valid", "validation", "val"), "test": ("test",)}
+
+
+class ImageFolder(Data):
+    """Images in one folder per class, decoded with Pillow and resized; float32 pixels 0..255,
+    labels the class indices (classes: the folder names, sorted)."""
+
+    def __init__(self, folder: Path, files: list[Path], labels: np.ndarray, classes: list[str],
+                 size: tuple[int, int], mode: str, channels: int, resample: int, keep_axis: bool):
+        self.source, self.folder, self.files, self.labels = str(folder), folder, files, labels
+        self.classes, self.notes = classes, []
+        self.size, self.mode, self.channels, self.resample = size, mode, channels, resample
+        self.keep_axis = keep_axis  # (h, w, c) samples; False: (h, w) for an input without a channel axis
+        self.cache: np.ndarray | None = None
+
+    def __len__(self):
+        return len(self.files)
+
+    def sample_shape(self) -> tuple[int, ...]:
+        h, w = self.size
+        return (h, w, self.channels) if self.keep_axis else (h, w)
+
+    def decode(self, path: Path) -> np.ndarray:
+        """One image as uint8 (h, w, c); raises DataError naming it when it cannot be read."""
+        from PIL import Image
+
+        h, w = self.size
+        try:
+            with Image.open(path) as image:
+                image.draft(self.mode, (w, h))  # JPEG: decode at a reduced scale when much larger
+                image = image.convert(self.mode)
+                if image.size != (w, h):
+                    image = image.resize((w, h), self.resample)
+                array = np.asarray(image, np.uint8)
+        except Exception as exc:  # Pillow raises many kinds: truncated, unknown format, decompression bomb
+            raise DataError(f"{path}: unreadable image ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+        return array.reshape(h, w, self.channels)
+
+    def read_x(self, indices):
+        indices = np.asarray(indices, np.int64)
+        if self.cache is not None:
+            pixels = self.cache[indices]
+        else:
+            pixels = np.stack([self.decode(self.files[i]) for i in indices]) if len(indices) else \
+                np.zeros((0, *self.size, self.channels), np.uint8)
+        pixels = pixels.astype(np.float32)
+        return [pixels if self.keep_axis else pixels[..., 0]]
+
+    def read_y(self, indices):
+        return [self.labels[np.asarray(indices, np.int64)]]
+
+    def x_samples(self):
+        return [Sample(self.sample_shape(), np.dtype(np.float32))]
+
+    def y_samples(self):
+        return [Sample((), np.dtype(np.int64))]
+
+    def split(self, fraction):
+        """validation_split per class: the last `fraction` of each class's images (they are sorted by class)."""
+        first, last = [], []
+        for c in range(len(self.classes)):
+            members = np.flatnonzero(self.labels == c)
+            cut = len(members) - int(len(members) * fraction)
+            first.append(members[:cut])
+            last.append(members[cut:])
+        return Subset(self, np.concatenate(first)), Subset(self, np.concatenate(last))
+
+    def check(self):
+        if len(self) == 0:
+            raise DataError(f"{self.folder}: no images")  # pixels were checked when the folder was read
+
+    def describe(self, index):
+        return str(self.files[index])
+
+
+def validation_folder(source, base: Path) -> "ir.ImageFolderData | None":
+    """For a training image folder in Keras's layout, the same source reading its valid/ folder, if any."""
+    if not isinstance(source, ir.ImageFolderData) or source.subset != "train":
+        return None
+    root = base / source.path
+    root = root / "sample" if source.sample else root
+    if not any((root / name).is_dir() for name in _SUBSET_FOLDERS["valid"]):
+        return None
+    return source.model_copy(update={"subset": "valid"})
+
+
+def _image_folder(root: Path, source: ir.ImageFolderData) -> Path:
+    base = root / "sample" if source.sample else root
+    if source.sample and not base.is_dir():
+        raise DataError(f"{root}: no sample/ folder (sample=true reads {root}/sample/{source.subset}/...)")
+    for name in _SUBSET_FOLDERS[source.subset]:
+        if (base / name).is_dir():
+            return base / name
+    if not base.is_dir():
+        raise DataError(f"{base}: no such folder")
+    layout = any((base / n).is_dir() for names in _SUBSET_FOLDERS.values() for n in names)
+    if source.subset == "train" and not layout:
+        return base  # the folder itself holds the class folders
+    raise DataError(f"{base}: no {source.subset}/ folder (Keras's layout: {base}/train/<class>/..., "
+                    f"{base}/valid/<class>/..., {base}/test/<class>/...)")
+
+
+def _images(source: ir.ImageFolderData, base: Path, inputs=None, classes=None, skip_bad=False, **_) -> ImageFolder:
+    from PIL import Image
+
+    folder = _image_folder(base / source.path, source)
+    shape = tuple(inputs[0].shape) if inputs else None
+    if source.size is not None:
+        size = tuple(source.size)
+    elif shape is not None and len(shape) in (2, 3) and None not in shape[:2]:
+        size = shape[:2]
+    else:
+        raise DataError(f"{folder}: give the image size, images(..., size=(height, width)), or load the folder "
+                        f"for a model with an image input (height, width, channels); the model takes {shape}")
+    channels = shape[2] if shape is not None and len(shape) == 3 else None
+    if source.color_mode is not None:
+        mode, c = _MODES[source.color_mode]
+    else:
+        mode, c = {1: ("L", 1), 3: ("RGB", 3), 4: ("RGBA", 4), None: ("L", 1) if shape is not None else ("RGB", 3)
+                   }.get(channels, ("RGB", 3))
+    keep_axis = not (shape is not None and len(shape) == 2)
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = list(source.classes or classes or [p.name for p in subdirs])
+    if not subdirs:
+        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        hint = f" ({len(loose)} images lie directly in it)" if loose else ""
+        raise DataError(f"{folder}: no class folders{hint}; put each class's images in a sub-folder, "
+                        f"e.g. {folder}/cats/1.jpg")
+    known = {p.name for p in subdirs}
+    for name in names:
+        if name not in known:
+            raise DataError(f"{folder}: no folder for class '{name}'{did_you_mean(name, known)}")
+    if classes is not None and not source.classes:
+        for p in subdirs:
+            if p.name not in names:
+                raise DataError(f"{p}: '{p.name}' is not one of the model's classes ({', '.join(names)})")
+    files, labels, ignored = [], [], 0
+    for k, name in enumerate(names):
+        found = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+        ignored += len(found) - len(images)
+        if not images:
+            raise DataError(f"{folder / name}: no images (class '{name}' is empty)")
+        files += images
+        labels += [k] * len(images)
+    resample = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+                "lanczos": Image.LANCZOS}[source.interpolation]
+    data = ImageFolder(folder, files, np.array(labels, np.int64), names, size, mode, c, resample, keep_axis)
+    _decode_all(data, skip_bad or source.skip_bad)
+    data.notes.insert(0, f"Found {len(data)} images belonging to {len(names)} classes in {os.path.normpath(folder)}.")
+    if ignored:
+        data.notes.append(f"{folder}: ignored {ignored} file(s) that are not images "
+                          f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return data
+
+
+def _decode_all(data: ImageFolder, skip_bad: bool) -> None:
+    """Decode every image once before training (a bad one stops here, or is skipped and counted);
+    keep the pixels when they fit in IMAGE_CACHE_BYTES."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h, w = data.size
+    keep = len(data) * h * w * data.channels <= IMAGE_CACHE_BYTES
+    cache = np.empty((len(data), h, w, data.channels), np.uint8) if keep else None
+
+    def one(i):
+        try:
+            pixels = data.decode(data.files[i])
+        except DataError as exc:
+            return exc
+        if cache is not None:
+            cache[i] = pixels
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # Pillow decodes without the GIL
+        errors = list(pool.map(one, range(len(data))))
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if bad and not skip_bad:
+        raise errors[bad[0]]
+    if bad:
+        good = np.setdiff1d(np.arange(len(data)), bad)
+        shown = ", ".join(str(data.files[i]) for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        data.notes.append(f"skipped {len(bad)} unreadable image(s): {shown}")
+        data.files = [data.files[i] for i in good]
+        data.labels = data.labels[good]
+        cache = cache[good] if cache is not None else None
+        for c, name in enumerate(data.classes):
+            if not (data.labels == c).any():
+                raise DataError(f"{data.folder / name}: no readable images (class '{name}' is empty)")
+    data.cache = cache
 
 
 # ---- MNIST IDX -------------------------------------------------------------------------------------
@@ -188,7 +994,7 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: no {stem} or {stem}.gz")
 
 
-def _mnist(source: MnistData, base: Path) -> Dataset:
+def _mnist(source: MnistData, base: Path, **_) -> Dataset:
     folder = base / source.path
     images = read_idx(_find(folder, f"{source.subset}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{source.subset}-labels-idx1-ubyte"))
@@ -202,40 +1008,57 @@ def _mnist(source: MnistData, base: Path) -> Dataset:
     return Dataset([x], [y], [str(d) for d in range(10)], str(folder))
 
 
-# ---- checks ------------------------------------------------------------------------------------------
+# ---- built-in sets ------------------------------------------------------------------------------------
 
-def _check(data: Dataset) -> None:
-    n = len(data.xs[0]) if data.xs else 0
-    if n == 0:
-        raise DataError(f"{data.source}: no samples")
-    for kind, arrays in (("x", data.xs), ("y", data.ys)):
-        for i, a in enumerate(arrays):
-            if len(a) != n:
-                raise DataError(f"{data.source}: {kind}{i} has {len(a)} samples, x0 has {n}")
-            if a.dtype.kind == "f":
-                bad = ~np.isfinite(np.asarray(a)).reshape(len(a), -1).all(axis=1)
-                if bad.any():
-                    raise DataError(f"{data.source}: {kind}{i} sample {int(np.argmax(bad))} has NaN or infinite values")
-            elif a.dtype.kind not in "iub":
-                raise DataError(f"{data.source}: {kind}{i} has unsupported dtype {a.dtype}")
+def _xor(source: ir.XorData, base: Path, **_) -> Dataset:
+    table = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    x = np.tile(table, (source.repeat, 1))
+    if source.noise:
+        x = x + np.random.default_rng(source.seed).normal(0, source.noise, x.shape).astype(np.float32)
+    y = np.tile(np.array([0, 1, 1, 0], np.int64), source.repeat)
+    return Dataset([x], [y], ["0", "1"], "xor")
 
 
-def check_against_model(data: Dataset, model, analysis) -> None:
-    """Shapes and label ranges against the model, before training starts."""
-    if len(data.xs) != len(model.inputs):
-        raise DataError(f"{data.source}: {len(data.xs)} input array(s) for a model with {len(model.inputs)} input(s)")
-    for a, spec in zip(data.xs, model.inputs):
-        want = tuple(spec.shape)
-        got = a.shape[1:]
-        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
-            raise DataError(f"{data.source}: input '{spec.name}' expects samples of shape {want}, the data has {got}")
-    outs = analysis.output_types
-    if data.ys and len(data.ys) != len(outs):
-        raise DataError(f"{data.source}: {len(data.ys)} target array(s) for a model with {len(outs)} output(s)")
-    for y, out in zip(data.ys, outs):
-        classes = out.shape[-1]
-        if y.dtype.kind in "iu" and y.ndim <= 2 and (y.ndim == 1 or y.shape[1] == 1) and classes and classes > 1:
-            if y.min() < 0 or y.max() >= classes:
-                row = int(np.argmax((y < 0) | (y >= classes)))
-                raise DataError(f"{data.source}: label {int(y.reshape(-1)[row])} at sample {row} is outside "
-                                f"the model's {classes} classes")
+def _circles(source: ir.CirclesData, base: Path, **_) -> Dataset:
+    """scikit-learn's make_circles: half the samples on the unit circle (class 0), half on a circle of
+    radius `factor` (class 1), Gaussian noise added; shuffled with the seed."""
+    rng = np.random.default_rng(source.seed)
+    outer = source.samples // 2
+    inner = source.samples - outer
+    angles = np.concatenate([np.linspace(0, 2 * np.pi, outer, endpoint=False),
+                             np.linspace(0, 2 * np.pi, inner, endpoint=False)])
+    radius = np.concatenate([np.ones(outer), np.full(inner, source.factor)])
+    x = np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+    x += rng.normal(0, source.noise, x.shape)
+    y = np.concatenate([np.zeros(outer, np.int64), np.ones(inner, np.int64)])
+    order = rng.permutation(source.samples)
+    return Dataset([x[order].astype(np.float32)], [y[order]], ["outer", "inner"], "circles")
+
+
+def _cosine(source: ir.CosineData, base: Path, **_) -> Dataset:
+    """x[i] = cos(step * (i .. i + window - 1)) as (window, 1); y[i] = cos(step * (i + window))."""
+    n, window = source.samples, source.window
+    series = np.cos(np.arange(n + window) * source.step).astype(np.float32)
+    x = np.lib.stride_tricks.sliding_window_view(series, window)[:n].copy()[..., None]
+    return Dataset([x], [series[window:window + n, None].copy()], None, f"cosine(window={window})")
+
+
+def _digits(source: ir.DigitsData, base: Path, **_) -> Dataset:
+    """scikit-learn's 8x8 digits, read from the copy scikit-learn ships (the `datasets` extra)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("digits: needs scikit-learn, which ships the data set; install it with "
+                        "pip install 'nnspec[datasets]'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    if path.exists():  # read the file directly: importing scikit-learn takes seconds
+        table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+        x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x, y = bunch.data.astype(np.float32), bunch.target.astype(np.int64)
+    x = (x / np.float32(source.normalize)).reshape(-1, 8, 8)
+    return Dataset([x], [y], [str(d) for d in range(10)], "digits")

@@ -7,7 +7,7 @@ from pydantic_core import PydanticUndefined
 from .ir.base import Family
 from .ir.functions import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS
 from .ir.layers import LAYERS, Layer
-from .ir.training import CALLBACKS, DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES
+from .ir.training import AUGMENTATIONS, CALLBACKS, DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, _Source
 
 BEGIN, END = "<!-- reference:begin -->", "<!-- reference:end -->"
 _COMMON = set(Layer.model_fields)  # type, name, inputs, trainable: documented once
@@ -24,13 +24,16 @@ def _value(v) -> str:
     return "none" if v is None else str(v)
 
 
-def _arguments(member: type[BaseModel], key: str) -> str:
+def _arguments(member: type[BaseModel], key: str, shared: type[BaseModel] | None = None) -> str:
+    """`shared`: a base class whose fields are documented once (skipped here unless the default differs)."""
     parts = []
     positional = getattr(member, "positional", ())
     fields = sorted(member.model_fields.items(),
                     key=lambda kv: (kv[0] not in positional, positional.index(kv[0]) if kv[0] in positional else 0))
     for field, info in fields:
         if field == key or (member is not None and issubclass(member, Layer) and field in _COMMON):
+            continue
+        if shared is not None and field in shared.model_fields and shared.model_fields[field].default == info.default:
             continue
         if info.default is PydanticUndefined and info.default_factory is None:
             parts.append(f"**{field}**")
@@ -40,13 +43,15 @@ def _arguments(member: type[BaseModel], key: str) -> str:
     return ", ".join(parts) + (f" (positional: {', '.join(positional)})" if positional else "")
 
 
-def _table(family: Family, title: str, spelled) -> list[str]:
-    rows = [f"### {title}", "", "| name | also | arguments (**required**) |", "| --- | --- | --- |"]
+def _table(family: Family, title: str, spelled, shared: type[BaseModel] | None = None,
+           note: str | None = None) -> list[str]:
+    rows = [f"### {title}", ""] + ([note, ""] if note else []) + ["| name | also | arguments (**required**) |",
+                                                                  "| --- | --- | --- |"]
     for canonical, member in family.members.items():
         spellings = [canonical, *member.aliases]
         primary = spelled(canonical, member)
         others = ", ".join(s for s in dict.fromkeys(spellings) if s != primary)
-        rows.append(f"| `{primary}` | {others} | {_arguments(member, family.key) or '—'} |")
+        rows.append(f"| `{primary}` | {others} | {_arguments(member, family.key, shared) or '—'} |")
     return rows + [""]
 
 
@@ -58,6 +63,11 @@ def reference_markdown() -> str:
     for family, title in [(ACTIVATIONS, "Activations"), (INITIALIZERS, "Initializers"),
                           (REGULARIZERS, "Regularizers"), (CONSTRAINTS, "Constraints"), (LOSSES, "Losses"),
                           (METRICS, "Metrics"), (OPTIMIZERS, "Optimizers"), (SCHEDULES, "Learning-rate schedules"),
-                          (CALLBACKS, "Callbacks"), (DATA_SOURCES, "Data sources")]:
+                          (CALLBACKS, "Callbacks")]:
         lines += _table(family, title, lambda canonical, m: canonical)
+    lines += _table(DATA_SOURCES, "Data sources", lambda canonical, m: canonical, shared=_Source,
+                    note="Every source also takes rescale=none, mean=none, std=none (x * rescale, then (x - mean) / "
+                         "std, per channel for lists) and one_hot=none (labels as one-hot rows, class indices, or, "
+                         "by default, what the loss wants).")
+    lines += _table(AUGMENTATIONS, "Augmentation (the `augment` setting)", lambda canonical, m: canonical)
     return "\n".join(lines).rstrip() + "\n"

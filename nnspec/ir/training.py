@@ -393,24 +393,43 @@ CALLBACKS = Family(
 Callback = CALLBACKS.type
 
 # ---- data sources ---------------------------------------------------------------
+# Every source yields samples in batches (nnspec.data); the preprocessing fields are shared.
+
+Floats = float | list[float]
 
 
-class NpzData(Fn):
-    """Arrays `x` (or x0, x1, ...) and `y` (or y0, y1, ...) in one .npz file."""
+class _Source(Fn):
+    """Preprocessing every source takes: x * rescale, then (x - mean) / std (per channel when lists),
+    and labels as one-hot rows (true), class indices (false) or, by default, whatever the loss wants."""
+
+    rescale: float | None = None
+    mean: Floats | None = None
+    std: Floats | None = None
+    one_hot: bool | None = None
+
+
+class NpzData(_Source):
+    """Arrays `x` (or x0, x1, ...) and `y` (or y0, y1, ...) in one .npz file; an uncompressed .npz
+    (np.savez) is memory-mapped, a compressed one (np.savez_compressed) is read into memory."""
 
     name: Literal["npz"] = "npz"
     positional = ("path",)
     path: str
 
 
-class NpyData(Fn):
+class NpyData(_Source):
+    """Two .npy files, memory-mapped: data larger than memory trains."""
+
     name: Literal["npy"] = "npy"
     positional = ("x", "y")
     x: str
-    y: str
+    y: str | None = None
 
 
-class CsvData(Fn):
+class CsvData(_Source):
+    """A CSV file with a header; `labels` names the label column(s), `features` the inputs (default:
+    every other column). A text label column becomes class indices, its names saved with the model."""
+
     name: Literal["csv"] = "csv"
     positional = ("path",)
     path: str
@@ -418,21 +437,116 @@ class CsvData(Fn):
     labels: str | list[str]
 
 
-class MnistData(Fn):
+class Hdf5Data(_Source):
+    """Datasets of an HDF5 file by path, read batch by batch (never loaded whole)."""
+
+    name: Literal["hdf5"] = "hdf5"
+    aliases = ("h5",)
+    positional = ("path", "x", "y")
+    path: str
+    x: str | list[str] = "x"
+    y: str | list[str] | None = "y"
+
+
+class ImageFolderData(_Source):
+    """Keras's folder layout: path/train, path/valid, path/test, each with a folder per class
+    (path/sample/... with sample=true). Images are decoded with Pillow and resized to `size`
+    (default: the model's input)."""
+
+    name: Literal["images"] = "images"
+    aliases = ("image_folder", "flow_from_directory", "image_dataset_from_directory")
+    positional = ("path",)
+    path: str
+    subset: Literal["train", "valid", "test"] = "train"
+    sample: bool = False
+    size: tuple[PositiveInt, PositiveInt] | None = None  # (height, width)
+    color_mode: Literal["grayscale", "rgb", "rgba"] | None = None  # default: from the model's channels
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bilinear"
+    classes: list[str] | None = None  # default: every sub-folder, sorted
+    skip_bad: bool = False  # skip unreadable images (counted) instead of stopping
+
+
+class MnistData(_Source):
     """MNIST IDX files (raw or .gz) in a folder; images scaled by 1/normalize, labels one-hot if asked."""
 
     name: Literal["mnist"] = "mnist"
     positional = ("path",)
     path: str
     normalize: PositiveFloat = 255.0
-    one_hot: bool = True
+    one_hot: bool | None = True
     subset: Literal["train", "t10k"] = "t10k"
     start: NonNegativeInt = 0
     stop: PositiveInt | None = None
 
 
-DATA_SOURCES = Family("data source", [NpzData, NpyData, CsvData, MnistData])
+class XorData(_Source):
+    """The XOR truth table (4 samples), repeated `repeat` times, with Gaussian `noise` on the inputs."""
+
+    name: Literal["xor"] = "xor"
+    repeat: PositiveInt = 1
+    noise: NonNegativeFloat = 0.0
+    seed: int = 0
+
+
+class CirclesData(_Source):
+    """Two rings (scikit-learn's make_circles): radius 1 (class 0) and `factor` (class 1)."""
+
+    name: Literal["circles"] = "circles"
+    positional = ("samples",)
+    samples: PositiveInt = 1000
+    noise: NonNegativeFloat = 0.05
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class CosineData(_Source):
+    """Windows of cos(step * t) (x: window values, shape (window, 1)) and the value after each (y)."""
+
+    name: Literal["cosine"] = "cosine"
+    positional = ("window",)
+    window: PositiveInt = 50
+    samples: PositiveInt = 1000
+    step: PositiveFloat = 0.1
+
+
+class DigitsData(_Source):
+    """scikit-learn's 8x8 digits (1,797 images, values 0..16 scaled by 1/normalize); needs the
+    `datasets` extra: pip install 'nnspec[datasets]'."""
+
+    name: Literal["digits"] = "digits"
+    normalize: PositiveFloat = 16.0
+
+
+DATA_SOURCES = Family("data source", [NpzData, NpyData, CsvData, Hdf5Data, ImageFolderData, MnistData, XorData,
+                                      CirclesData, CosineData, DigitsData])
 DataSource = DATA_SOURCES.type
+
+# ---- augmentation -----------------------------------------------------------------
+
+FillMode = Literal["nearest", "constant", "reflect", "wrap"]
+
+
+class ImageAugmentation(Fn):
+    """Keras's ImageDataGenerator transforms, drawn per image and applied to training batches only:
+    rotation in degrees, shifts as fractions of the size (< 1) or pixels, shear in degrees, zoom
+    as [1 - z, 1 + z] or [lo, hi], flips; points mapped from outside the image follow fill_mode."""
+
+    name: Literal["image_data_generator"] = "image_data_generator"
+    aliases = ("ImageDataGenerator", "augment", "image_augmentation")
+    rotation_range: NonNegativeFloat = 0.0
+    width_shift_range: NonNegativeFloat = 0.0
+    height_shift_range: NonNegativeFloat = 0.0
+    shear_range: NonNegativeFloat = 0.0
+    zoom_range: NonNegativeFloat | tuple[PositiveFloat, PositiveFloat] = 0.0
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    fill_mode: FillMode = "nearest"
+    cval: float = 0.0
+    seed: int | None = None  # default: the training seed
+
+
+AUGMENTATIONS = Family("augmentation", [ImageAugmentation])
+Augmentation = AUGMENTATIONS.type
 
 
 class TrainConfig(BaseModel):
@@ -452,5 +566,6 @@ class TrainConfig(BaseModel):
     class_weight: dict[int, NonNegativeFloat] | None = None
     callbacks: list[Callback] = []
     data: DataSource | None = None
+    augment: Augmentation | None = None
     seed: int | None = None
     verbose: Literal[0, 1, 2] = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,64 @@ class TerminateOnNaN(Callback):
             self.trainer.stop(f"batch {step}: invalid loss, terminating training")
 
 
+class TensorBoard(Callback):
+    """Keras's TensorBoard callback: event files that `tensorboard --logdir LOG_DIR` opens. Scalars per
+    epoch as Keras names them (epoch_loss, epoch_accuracy, ...) in LOG_DIR/train and, for validation,
+    under the same names in LOG_DIR/validation, so TensorBoard draws both on one chart; the learning
+    rate as epoch_learning_rate; with histogram_freq N, a histogram of every weight each N epochs.
+    Written with tensorboardX (pure Python, no TensorFlow); a resumed run drops what the killed one
+    wrote after its checkpoint."""
+
+    def __init__(self, cfg: spec.TensorBoard, base_dir: Path):
+        super().__init__()
+        self.cfg = cfg
+        self.log_dir = base_dir / cfg.log_dir
+        self.writers: dict = {}
+
+    def _writer(self, name: str):
+        if name not in self.writers:
+            from tensorboardX import SummaryWriter
+
+            purge = self.trainer.start_epoch if self.trainer.resumed else None
+            # tensorboardX names files by the second: a suffix keeps a quick resume from overwriting
+            # the killed run's file (and sorts after it, so TensorBoard reads them in order)
+            suffix = f".{time.time_ns()}.{os.getpid()}"
+            self.writers[name] = SummaryWriter(str(self.log_dir / name), purge_step=purge, flush_secs=10,
+                                               filename_suffix=suffix)
+        return self.writers[name]
+
+    def on_train_begin(self):
+        self._writer("train")
+
+    def on_epoch_end(self, epoch, logs):
+        train = self._writer("train")
+        for key, value in logs.items():
+            if key.startswith("val_"):
+                self._writer("validation").add_scalar(f"epoch_{key[4:]}", float(value), epoch)
+            else:
+                train.add_scalar(f"epoch_{key}", float(value), epoch)
+        train.add_scalar("epoch_learning_rate", float(self.trainer.current_lr()), epoch)
+        if self.cfg.histogram_freq and (epoch + 1) % self.cfg.histogram_freq == 0:
+            for tag, values in self._weights():
+                train.add_histogram(tag, values, epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def _weights(self):
+        step = self.trainer.step
+        params = getattr(getattr(step, "graphs", None), "params", None)
+        weights = step.weights()
+        for layer, arrays in weights.items():
+            names = [p.name.split(":", 1)[1] for p in params if p.layer == layer] if params else []
+            for i, array in enumerate(arrays):
+                yield f"{layer}/{names[i] if i < len(names) else i}", np.asarray(array, np.float64)
+
+    def on_train_end(self):
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+
+
 def build(configs: list, base_dir: Path) -> list[Callback]:
     out = []
     for cfg in configs:
@@ -197,6 +256,8 @@ def build(configs: list, base_dir: Path) -> list[Callback]:
             out.append(LearningRateScheduler(cfg))
         elif isinstance(cfg, spec.CSVLogger):
             out.append(CSVLogger(cfg, base_dir))
+        elif isinstance(cfg, spec.TensorBoard):
+            out.append(TensorBoard(cfg, base_dir))
         elif isinstance(cfg, spec.TerminateOnNaN):
             out.append(TerminateOnNaN())
         elif isinstance(cfg, spec.HistoryCallback):

@@ -8,9 +8,10 @@ from typing import Protocol
 
 import numpy as np
 
-from ..data import Dataset
+from ..data import Data
 from ..ir.training import TrainConfig
 from . import checkpoint as ckpt
+from .batches import PREFETCH, Batches
 from .callbacks import Callback, EarlyStopping, build as build_callbacks
 from .progress import Progress
 from .schedules import learning_rate
@@ -58,10 +59,12 @@ def sample_weights(ys: list[np.ndarray], class_weight: dict[int, float] | None,
 
 class Trainer:
     def __init__(self, step: Step, config: TrainConfig, *, base_dir: Path = Path("."), save_model=None,
-                 checkpoint_dir: Path | None = None, seed: int = 0, verbose: int = 1):
+                 checkpoint_dir: Path | None = None, seed: int = 0, verbose: int = 1, augment=None,
+                 prefetch: int = PREFETCH, callbacks: tuple[Callback, ...] = ()):
         self.step = step
         self.config = config
-        self.callbacks: list[Callback] = build_callbacks(config.callbacks, base_dir)
+        # the spec's callbacks, then the caller's (nnspec tune's pruning reports each epoch to its trial)
+        self.callbacks: list[Callback] = build_callbacks(config.callbacks, base_dir) + list(callbacks)
         for cb in self.callbacks:
             cb.trainer = self
         self.save_model = save_model
@@ -73,6 +76,10 @@ class Trainer:
         self.lr_override: float | None = None
         self.stop_reason: str | None = None
         self.resumed = False
+        self.start_epoch = config.initial_epoch
+        self.augment = augment  # called as augment(xs, epoch, batch) on training batches (nnspec.augment)
+        self.prefetch = prefetch  # batches prepared ahead in a thread; 0: none
+        self.wait_s = 0.0  # time the loop waited for batches
 
     # ---- what callbacks use ------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -88,12 +95,13 @@ class Trainer:
         self.save_model(Path(path), self.step.weights(), weights_only)
 
     # ---- the loop ------------------------------------------------------------------------------
-    def fit(self, train: Dataset, validation: Dataset | None = None, resume: bool = False) -> History:
+    def fit(self, train: Data, validation: Data | None = None, resume: bool = False) -> History:
+        """`train`, `validation`: any `Data` (nnspec.data): the loop asks only for len() and batch()."""
         cfg = self.config
         start_epoch = cfg.initial_epoch
         if resume:
             start_epoch = self._restore()
-        weights = sample_weights(train.ys, cfg.class_weight)
+        self.start_epoch = start_epoch
         steps = math.ceil(len(train) / cfg.batch_size)
         if cfg.steps_per_epoch:
             steps = min(steps, cfg.steps_per_epoch)
@@ -107,18 +115,14 @@ class Trainer:
                 cb.on_epoch_begin(epoch)
             if hasattr(self.step, "reset_states"):  # as Keras's stateful examples do after each epoch
                 self.step.reset_states()
-            order = np.arange(len(train))
-            if cfg.shuffle:  # a generator per epoch: a resumed run shuffles exactly as an unbroken one
-                order = np.random.default_rng([self.seed, epoch]).permutation(len(train))
             progress.epoch_begin(epoch, steps)
             loss_sum, count, metric_sums = 0.0, 0, None
-            for b in range(steps):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                batch = train.take(np.sort(idx) if not cfg.shuffle else idx)
-                loss, stats = self.step.train(batch.xs, batch.ys, weights[idx], self.current_lr(), self.global_step)
+            batches = Batches(self._preparer(train, epoch), steps, self.prefetch)
+            for xs, ys, weights in batches:
+                loss, stats = self.step.train(xs, ys, weights, self.current_lr(), self.global_step)
                 self.global_step += 1
-                loss_sum += loss * len(idx)
-                count += len(idx)
+                loss_sum += loss * len(weights)
+                count += len(weights)
                 metric_sums = stats if metric_sums is None else metric_sums + stats
                 logs = {"loss": loss_sum / count, **self.step.finalize(metric_sums)}
                 progress.batch_end(logs)
@@ -126,6 +130,8 @@ class Trainer:
                     cb.on_batch_end(self.global_step, {"loss": loss})
                 if self.stop_reason:
                     break
+            batches.close()
+            self.wait_s += batches.wait_s
             if validation is not None and len(validation):
                 val = self.evaluate(validation)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -140,15 +146,33 @@ class Trainer:
             cb.on_train_end()
         return self.history
 
-    def evaluate(self, data: Dataset, batch_size: int | None = None) -> dict[str, float]:
+    def _preparer(self, train: Data, epoch: int):
+        """Batch b of an epoch: its samples (shuffled by a generator per epoch, so a resumed run
+        shuffles exactly as an unbroken one), augmented per (seed, epoch, b), and their weights."""
+        cfg = self.config
+        order = np.arange(len(train))
+        if cfg.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(train))
+
+        def prepare(b: int):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xs, ys = train.batch(idx)
+            if self.augment is not None:
+                xs = self.augment(xs, epoch, b)
+            return xs, ys, sample_weights(ys, cfg.class_weight)
+        return prepare
+
+    def evaluate(self, data: Data, batch_size: int | None = None) -> dict[str, float]:
         batch_size = batch_size or self.config.batch_size
-        weights = sample_weights(data.ys, None)
         loss_sum, count, sums = 0.0, 0, None
-        for start in range(0, len(data), batch_size):
-            idx = slice(start, start + batch_size)
-            batch = data.take(idx)
-            loss, stats = self.step.evaluate(batch.xs, batch.ys, weights[idx])
-            n = len(batch)
+
+        def prepare(b: int):
+            xs, ys = data.batch(np.arange(b * batch_size, min((b + 1) * batch_size, len(data))))
+            return xs, ys, sample_weights(ys, None)
+
+        for xs, ys, weights in Batches(prepare, math.ceil(len(data) / batch_size), self.prefetch):
+            loss, stats = self.step.evaluate(xs, ys, weights)
+            n = len(weights)
             loss_sum += loss * n
             count += n
             sums = stats if sums is None else sums + stats

@@ -15,6 +15,7 @@ from ..errors import SpecError
 from ..ir.training import TrainConfig
 from ..loader import Spec, dump_json
 from ..weights import Weights, initial_weights, save_weights
+from .batches import PREFETCH
 from .loop import History, Trainer
 
 
@@ -33,11 +34,25 @@ def configure(spec: Spec, overrides: dict[str, Any]) -> TrainConfig:
         raise SpecError(f"{loc[0] if loc else 'train'}: {msg}") from None
 
 
-def load_data(source, spec_dir: Path) -> datasets.Dataset:
-    """A data source from the spec (relative to its folder) or a path from the command line."""
+def load_data(source, spec_dir: Path, spec: Spec | None = None, *, classes: list[str] | None = None,
+              skip_bad: bool = False) -> datasets.Data:
+    """A data source from the spec (relative to its folder) or a path or source from the command line.
+    With `spec`, image folders take the model's input size; `classes`: the label names a trained
+    model knows; `skip_bad`: skip unreadable images (counted in the data's notes)."""
+    inputs = spec.model.inputs if spec is not None else None
     if isinstance(source, (str, Path)):
-        return datasets.load_path(source)
-    return datasets.load(source, spec_dir)
+        template = spec.model.train.data if spec is not None and spec.model.train else None
+        return datasets.load_path(source, template, inputs=inputs, classes=classes, skip_bad=skip_bad)
+    return datasets.load(source, spec_dir, inputs=inputs, classes=classes, skip_bad=skip_bad)
+
+
+def first_loss(config: TrainConfig):
+    return config.loss[0] if isinstance(config.loss, list) else config.loss
+
+
+def fit_data(spec: Spec, config: TrainConfig, data: datasets.Data) -> datasets.Data:
+    """The data checked against the model and shaped as it takes it (nnspec.data.for_model)."""
+    return datasets.for_model(data, spec.model, spec.analysis, config.loss, one_hot=data.one_hot)
 
 
 @dataclass
@@ -46,24 +61,35 @@ class Run:
     trainer: Trainer
     history: History
     weights: Weights
+    classes: list[str] | None = None
 
 
-def train(spec: Spec, config: TrainConfig, train_data: datasets.Dataset, validation: datasets.Dataset | None,
+def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation: datasets.Data | None,
           weights: Weights | None = None, *, device: str = "auto", seed: int = 0,
           checkpoint_dir: Path | None = None, resume: bool = False, verbose: int = 1,
-          base_dir: Path = Path(".")) -> Run:
+          base_dir: Path = Path("."), prefetch: int = PREFETCH, callbacks: tuple = ()) -> Run:
     from ..backends.onnx.step import OnnxStep
     from ..backends.onnx.training import build
 
-    datasets.check_against_model(train_data, spec.model, spec.analysis)
-    if not train_data.ys:
+    if config.loss is None:
+        raise SpecError("no loss: give one in the spec's train section or with --loss")
+    train_data = fit_data(spec, config, train_data)
+    if not train_data.has_targets:
         raise SpecError(f"{train_data.source}: no targets (y) to train on")
     if validation is None and config.validation_split:
         train_data, validation = train_data.split(config.validation_split)
-    if validation is not None:
-        datasets.check_against_model(validation, spec.model, spec.analysis)
+    elif validation is not None:
+        validation = fit_data(spec, config, validation)
+    augment = None
+    if config.augment is not None:
+        from ..augment import Augmenter, check_inputs
+
+        problem = check_inputs([s.shape for s in train_data.x_samples()])
+        if problem:
+            raise SpecError(f"augment: {problem}")
+        augment = Augmenter(config.augment, seed)
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
-    targets = [(y.shape[1:], str(y.dtype)) for y in train_data.ys]
+    targets = [(s.shape, str(s.dtype)) for s in train_data.y_samples()]
     graphs = build(spec.analysis, config, weights, targets)
     if graphs.rnn_states and len(train_data) % config.batch_size:
         raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
@@ -72,18 +98,21 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Dataset, validat
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(step, config, base_dir=base_dir, save_model=saver(spec),
-                      checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose)
+                      checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose, augment=augment, prefetch=prefetch,
+                      callbacks=callbacks)
     history = trainer.fit(train_data, validation, resume=resume)
-    return Run(step, trainer, history, step.weights())
+    return Run(step, trainer, history, step.weights(), train_data.classes)
 
 
-def evaluate(spec: Spec, config: TrainConfig, data: datasets.Dataset, weights: Weights,
+def evaluate(spec: Spec, config: TrainConfig, data: datasets.Data, weights: Weights,
              device: str = "auto") -> dict[str, float]:
     from ..backends.onnx.step import OnnxStep
     from ..backends.onnx.training import build
 
-    datasets.check_against_model(data, spec.model, spec.analysis)
-    graphs = build(spec.analysis, config, weights, [(y.shape[1:], str(y.dtype)) for y in data.ys])
+    data = fit_data(spec, config, data)
+    if not data.has_targets:
+        raise SpecError(f"{data.source}: no targets (y) to evaluate against")
+    graphs = build(spec.analysis, config, weights, [(s.shape, str(s.dtype)) for s in data.y_samples()])
     step = OnnxStep(graphs, weights, device=device, notice=False)
     return Trainer(step, config, verbose=0).evaluate(data)
 
@@ -101,12 +130,52 @@ def saver(spec: Spec):
     return save
 
 
-def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path) -> None:
-    """The trained model, its weights, the history and the resolved spec, each written atomically."""
+CLASSES_KEY = "nnspec.classes"
+
+
+def classes_path(weights_or_model: Path) -> Path:
+    """The sidecar that holds a trained model's class names: beside it, .classes.json."""
+    return Path(weights_or_model).with_suffix(".classes.json")
+
+
+def read_classes(path: Path) -> list[str] | None:
+    """The class names saved beside a trained model or weights file, if any."""
+    sidecar = classes_path(path)
+    if not sidecar.exists():
+        return None
+    try:
+        names = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{sidecar}: unreadable class names ({exc})") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{sidecar}: expected a JSON list of class names")
+    return names
+
+
+def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot: bool = True) -> list[Path]:
+    """The trained model, its weights, the history (JSON and, with `plot`, a picture beside it), the
+    class names (in the model's metadata and a .classes.json sidecar) and the resolved spec, each
+    written atomically. Returns the paths written."""
+    import onnx
+
     from ..backends.onnx import compile_spec
     from ..atomic import write_bytes
 
-    write_bytes(onnx_path, compile_spec(spec, run.weights).SerializeToString())
+    proto = compile_spec(spec, run.weights)
+    written = [onnx_path, onnx_path.with_suffix(".npz"), history_path]
+    if run.classes:
+        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                            CLASSES_KEY: json.dumps(run.classes)})
+        write_text(classes_path(onnx_path), json.dumps(run.classes) + "\n")
+        written.append(classes_path(onnx_path))
+    write_bytes(onnx_path, proto.SerializeToString())
     save_weights(onnx_path.with_suffix(".npz"), run.weights, spec.analysis)
     write_text(history_path, json.dumps(run.history.history, indent=2) + "\n")
     write_text(onnx_path.with_suffix(".resolved.json"), dump_json(spec.model) + "\n")
+    if plot and run.history.history:
+        from ..plots import plot_history
+
+        picture = history_path.with_suffix(".png")
+        plot_history(run.history.history, picture, title=spec.model.name, epochs=run.history.epochs)
+        written.append(picture)
+    return written
