@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "FILE with .png)")
 
     p = sub.add_parser("train", help="train a model the way Keras fit would")
-    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
+    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec; a Keras .h5/.keras/.json file or an .onnx "
+                   "model goes on from its weights")
     p.add_argument("--data", metavar="DATA", help=".npz with x/y (or x0.., y0..), .npy, .csv (last column: "
                    "labels), .h5, an MNIST IDX or image folder, a built-in set (xor, circles, digits) or a source "
                    "such as 'csv(\"iris.csv\", labels=species)' (default: the spec's data)")
@@ -117,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune_arguments(p)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a model on data")
-    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec")
+    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec (with --weights), or a Keras "
+                   ".h5/.keras file or an .onnx model, which bring their weights")
     p.add_argument("--data", required=True, metavar="DATA")
-    p.add_argument("--weights", required=True, metavar="W.npz", help="trained weights (nnspec train writes them)")
+    p.add_argument("--weights", metavar="W.npz", help="trained weights for a spec (nnspec train writes them)")
+    p.add_argument("--loss", metavar="LOSS", help="where the model's file has none (default: its train section)")
+    p.add_argument("--metrics", metavar="M,...")
     p.add_argument("--batch-size", type=int, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     return parser
@@ -232,11 +236,12 @@ def _train_overrides(args) -> dict:
 def _train(args) -> int:
     from pathlib import Path
 
-    from .loader import load
-    from .train.run import configure, load_data, save_results, train
+    from .train.run import configure, load_data, save_results, train, trainable
     from .weights import load_weights
 
-    spec = load(args.model)
+    spec, weights, notes = trainable(args.model)
+    for note in notes:
+        print(f"nnspec: note: {note}", file=sys.stderr)
     config = configure(spec, _train_overrides(args))
     spec_dir = Path(args.model).resolve().parent
     source = args.data or config.data
@@ -255,7 +260,8 @@ def _train(args) -> int:
     output = Path(args.output or Path(args.model).stem + ".trained.onnx")
     history = Path(args.history or output.with_suffix(".history.json"))
     checkpoints = Path(args.checkpoint_dir or output.with_suffix(".checkpoint"))
-    weights = load_weights(args.weights, spec.analysis) if args.weights else None
+    if args.weights:
+        weights = load_weights(args.weights, spec.analysis)
     seed = config.seed if config.seed is not None else 0
     run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
                 resume=args.resume, verbose=config.verbose)
@@ -290,15 +296,23 @@ def _tune(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
-    from .loader import load
     from .train.progress import format_logs
-    from .train.run import configure, evaluate, load_data, read_classes
+    from .train.run import configure, evaluate, load_data, read_classes, trainable
     from .weights import load_weights
 
-    spec = load(args.model)
-    config = configure(spec, {"batch_size": args.batch_size})
-    data = load_data(args.data, Path(args.model).resolve().parent, spec, classes=read_classes(Path(args.weights)))
-    logs = evaluate(spec, config, data, load_weights(args.weights, spec.analysis), device=args.device)
+    spec, weights, _ = trainable(args.model)
+    if args.weights:
+        weights = load_weights(args.weights, spec.analysis)
+    elif weights is None:
+        return _fail(f"{args.model}: a spec needs --weights (the .npz that nnspec train wrote)")
+    from .frontend import parse_value
+
+    config = configure(spec, {"batch_size": args.batch_size,
+                              "loss": parse_value(args.loss, "--loss") if args.loss else None,
+                              "metrics": parse_value(f"[{args.metrics}]", "--metrics") if args.metrics else None})
+    classes = read_classes(Path(args.weights or args.model))
+    data = load_data(args.data, Path(args.model).resolve().parent, spec, classes=classes)
+    logs = evaluate(spec, config, data, weights, device=args.device)
     print(format_logs(logs))
     return EXIT_OK
 

@@ -257,3 +257,35 @@ def test_stateful_lstm_carries_its_state_from_batch_to_batch():
     carried.reset_states()
     fresh, _ = carried.train([second], [y], sw, 1e-9, 2)
     assert fresh != pytest.approx(loss_second, rel=1e-3)
+
+
+KERAS = ROOT / "tests" / "fixtures" / "keras"
+
+
+def test_train_goes_on_from_a_keras_file_and_from_its_own_onnx_model(tmp_path):
+    """`nnspec train model.h5` starts from Keras's weights: the losses are Keras fit's own."""
+    record = np.load(KERAS / "mlp_sigmoid.k2.train.npz")
+    np.savez(tmp_path / "d.npz", x=record["x0"], y=record["y"])
+    args = ["--data", "d.npz", "--loss", "mse", "--optimizer", "sgd(learning_rate=0.1)", "--batch-size", "16",
+            "--no-shuffle", "--verbose", "0"]
+    result = run_cli("train", KERAS / "mlp_sigmoid.k2.h5", *args, "--epochs", "5", "-o", "k.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    history = json.loads((tmp_path / "k.history.json").read_text())
+    np.testing.assert_allclose(history["loss"], record["losses"], rtol=1e-4)
+    # the trained ONNX model knows how it was trained, and goes on from where it stopped
+    result = run_cli("evaluate", "k.onnx", "--data", "d.npz", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("loss: "), result.stderr
+    result = run_cli("train", "k.onnx", "--data", "d.npz", "--epochs", "1", "--verbose", "0", "-o", "k2.onnx",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "k2.history.json").read_text())["loss"][0] < record["losses"][-1]
+
+
+def test_evaluate_a_keras_file_with_a_loss_given_on_the_command_line(tmp_path):
+    record = np.load(KERAS / "mlp_sigmoid.k3.train.npz")
+    np.savez(tmp_path / "d.npz", x=record["x0"], y=record["y"])
+    result = run_cli("evaluate", KERAS / "mlp_sigmoid.k3.keras", "--data", "d.npz", "--loss", "mse", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[1]) == pytest.approx(record["losses"][0], rel=1e-4)
+    result = run_cli("evaluate", KERAS / "mlp_sigmoid.k3.keras", "--data", "d.npz", cwd=tmp_path)
+    assert result.returncode == 2 and "no loss" in result.stderr

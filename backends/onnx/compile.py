@@ -12,7 +12,7 @@ from ...errors import Diagnostic, SpecError
 from ...ir.layers import FLOAT_DTYPES
 from ...ir.model import Analysis, Model, analyze, output_names
 from ...ir.validation import json_path
-from ...loader import Spec, dump_json, loads
+from ...loader import SPEC_SUFFIXES, Spec, dump_json, loads
 from ...weights import Weights, check_weights
 from . import primitives as P
 from . import recurrent  # noqa: F401  (registers the recurrent layers in the layer table)
@@ -75,7 +75,9 @@ def compile_model(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *,
     graph, outputs = trace(analysis, weights, fused)
     proto = to_onnx(graph, outputs, opset, model.name)
     proto.producer_version = __version__
-    suffix = ".json" if source is None else Path(path or "spec.nn").suffix or ".nn"
+    suffix = Path(path or "spec.nn").suffix.lower() or ".nn"
+    if source is None or suffix not in SPEC_SUFFIXES:  # a model read from Keras or ONNX: its resolved JSON
+        suffix = ".json"
     onnx.helper.set_model_props(proto, {SOURCE: dump_json(model) if source is None else source, SUFFIX: suffix,
                                         VERSION: __version__})
     return proto

@@ -19,6 +19,24 @@ from .batches import PREFETCH
 from .loop import History, Trainer
 
 
+def trainable(path: str) -> tuple[Spec, Weights | None, list[str]]:
+    """What `nnspec train` and `evaluate` take: a spec (fresh weights), or a Keras file or ONNX
+    model (its weights, to go on training from them), with notes on what could not be carried over."""
+    from ..convert import KERAS_FILES, _json_kind, read
+    from ..loader import SPEC_SUFFIXES, load
+    from ..ir.model import analyze
+
+    suffix = Path(path).suffix.lower()
+    if suffix in SPEC_SUFFIXES and not (suffix == ".json" and _json_kind(path) == "keras"):
+        return load(path), None, []
+    if suffix not in KERAS_FILES + (".json", ".onnx"):
+        raise SpecError(f"{path}: cannot train this file type; give a spec ({', '.join(SPEC_SUFFIXES)}), "
+                        f"a Keras file ({', '.join(KERAS_FILES)}) or an .onnx model")
+    source = read(path)
+    analysis, _ = analyze(source.model)
+    return Spec(source.model, analysis, path, dump_json(source.model)), source.weights, source.notes
+
+
 def configure(spec: Spec, overrides: dict[str, Any]) -> TrainConfig:
     """The spec's train section (Keras's defaults where it has none) with command-line overrides."""
     base = spec.model.train.model_dump(exclude_unset=True) if spec.model.train else {}
@@ -158,10 +176,13 @@ def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot
     written atomically. Returns the paths written."""
     import onnx
 
-    from ..backends.onnx import compile_spec
+    from ..backends.onnx import compile_model
     from ..atomic import write_bytes
 
-    proto = compile_spec(spec, run.weights)
+    # the model as it was trained: its train section holds the settings the run really used
+    trained = spec.model.model_copy(update={"train": run.trainer.config})
+    resolved = dump_json(trained)
+    proto = compile_model(trained, run.weights, source=resolved, path="resolved.json")
     written = [onnx_path, onnx_path.with_suffix(".npz"), history_path]
     if run.classes:
         onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
@@ -171,7 +192,7 @@ def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot
     write_bytes(onnx_path, proto.SerializeToString())
     save_weights(onnx_path.with_suffix(".npz"), run.weights, spec.analysis)
     write_text(history_path, json.dumps(run.history.history, indent=2) + "\n")
-    write_text(onnx_path.with_suffix(".resolved.json"), dump_json(spec.model) + "\n")
+    write_text(onnx_path.with_suffix(".resolved.json"), resolved + "\n")
     if plot and run.history.history:
         from ..plots import plot_history
 
