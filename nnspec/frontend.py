@@ -2,8 +2,9 @@
 and every problem is reported at its line and column."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from lark import Token, Tree
 from pydantic import TypeAdapter, ValidationError
@@ -17,6 +18,8 @@ from .ir.model import Input, Model, Namer, analyze, output_names
 from .ir.training import TrainConfig
 from .ir.validation import messages
 from .syntax import number, parse, span_of
+from .tune.names import owner_names
+from .tune.space import OPTIONAL, SEARCH_VALUES, Edit, Param, SearchSpace, Switch, distribution, removal
 
 _LAYER = TypeAdapter(AnyLayer)
 MAX_BLOCK_DEPTH = 32
@@ -91,10 +94,16 @@ class SourceMap:
 
 
 class Frontend:
-    def __init__(self, text: str, path: str, start: str = "start"):
+    """One reading of a spec. Search calls take their default values, or, to build a point of a known
+    `space`, the `values` of that point; `exploring` visits every part of the text a point could use
+    (optional layers on, every repeat body at least once) to find the whole space."""
+
+    def __init__(self, text: str, path: str, start: str = "start", *, tree: Tree | None = None,
+                 space: SearchSpace | None = None, values: dict[str, Any] | None = None, exploring: bool = False):
         self.path = path
+        self.text = text
         self.errors = Collector(path, text)
-        self.tree = parse(text, path, start=start)
+        self.tree = tree if tree is not None else parse(text, path, start=start)
         self.globals = Scope()
         self.layers: list[Layer] = []
         self.inputs: list[Input] = []
@@ -102,9 +111,20 @@ class Frontend:
         self.train: TrainConfig | None = None
         self.map = SourceMap()
         self.namer = Namer()
+        self.space, self.values, self.exploring = space, values, exploring
+        self.found: dict[int, Param] = {}  # search calls met, by start position
+        self.where: list = []  # what is being evaluated: [owner, argument, ...] -> a parameter's name
+        self.in_search = False
+        self._owners: dict[int, str] | None = None
 
     # ---- top level -----------------------------------------------------------------
     def run(self) -> Model:
+        name, frame = self.walk()
+        self.errors.raise_if_any()
+        return self.assemble(name, frame)
+
+    def walk(self) -> tuple[str, Frame]:
+        """Expand every statement and the train section, recording errors."""
         models = [item for item in self.tree.children if item.data == "model_def"]
         trains = [item for item in self.tree.children if item.data == "train_def"]
         if not models:
@@ -126,8 +146,7 @@ class Frontend:
         self.statements(body, frame)
         if trains:
             self.train = self.training(trains[0])
-        self.errors.raise_if_any()
-        return self.assemble(str(name_token), frame)
+        return str(name_token), frame
 
     def assemble(self, name: str, frame: Frame) -> Model:
         if not self.inputs:
@@ -198,10 +217,11 @@ class Frontend:
 
     def stmt_repeat_stmt(self, stmt: Tree, frame: Frame) -> None:
         count_tree, body = stmt.children
-        count = self.value(count_tree, frame.scope)
+        with self.owned_by(stmt):
+            count = self.value(count_tree, frame.scope)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             self.fail(f"repeat needs a non-negative integer count, got {count!r}", count_tree)
-        for _ in range(count):
+        for _ in range(max(count, 1) if self.exploring else count):
             inner = Frame(Scope(frame.scope), frame.current, frame.depth)
             self.statements(body, inner)
             frame.current = inner.current
@@ -227,20 +247,34 @@ class Frontend:
 
     # ---- chains and calls --------------------------------------------------------------
     def chain(self, chain: Tree, frame: Frame, name: str | None) -> list[str]:
-        source, *calls = chain.children
-        last = not calls
-        if source.data == "tensor_ref":
-            flowing = [self.tensor(source.children[0], frame)]
-        elif source.data == "tensor_tuple":
-            flowing = [self.tensor(t, frame) for t in source.children if t is not None]
-        else:
-            flowing = self.apply(source, frame, None, name if last else None)
-        for i, call in enumerate(calls):
-            flowing = self.apply(call, frame, flowing, name if i == len(calls) - 1 else None)
+        named = self.named_part(chain, frame) if name is not None else None
+        flowing = None
+        for i, part in enumerate(chain.children):
+            if part.data == "tensor_ref":
+                flowing = [self.tensor(part.children[0], frame)]
+            elif part.data == "tensor_tuple":
+                flowing = [self.tensor(t, frame) for t in part.children if t is not None]
+            else:
+                flowing = self.apply(part, frame, flowing, name if i == named else None, chain)
         return flowing
 
-    def apply(self, call: Tree, frame: Frame, flowing: list[str] | None, name: str | None) -> list[str]:
-        """Apply a layer or block call to tensors; returns the tensors it produces."""
+    def named_part(self, chain: Tree, frame: Frame) -> int | None:
+        """Which part of `name = chain` makes the named tensor: the last, or the one before it when the last
+        is an optional layer switched off (as in the text with that layer removed); None: no layer does."""
+        parts = chain.children
+        for i in reversed(range(len(parts))):
+            part = parts[i]
+            if part.data != "call" or str(part.children[0]) != OPTIONAL:
+                return i
+            if len(parts) == 1 and not self._explicit(self._optional_layer(part), frame):
+                self.fail("optional(): switched off, the name would go to the tensor before it; name that "
+                          "tensor: `name = x -> optional(...)`", part)
+            if self.switch(part, frame, chain):
+                return i
+        return None
+
+    def tensors_read(self, call: Tree, frame: Frame, flowing: list[str] | None) -> tuple[list, list[str], list[str]]:
+        """A call's arguments after its leading tensor arguments, those tensors, and all it reads."""
         callee = str(call.children[0])
         args = [a for a in call.children[1:] if a is not None]
         explicit = []
@@ -254,7 +288,71 @@ class Frontend:
                 self.fail(f"{callee}() needs an input tensor: the model has several inputs, so name the one it "
                           f"reads, e.g. {callee}(x, ...) or x -> {callee}(...)", call)
             flowing = [frame.current]
-        ins = (flowing or []) + explicit
+        return args, explicit, (flowing or []) + explicit
+
+    def apply(self, call: Tree, frame: Frame, flowing: list[str] | None, name: str | None, chain: Tree) -> list[str]:
+        """Apply a layer or block call to tensors; returns the tensors it produces."""
+        callee = str(call.children[0])
+        if callee == OPTIONAL:
+            return self.optional(call, frame, flowing, name, chain)
+        if callee in SEARCH_VALUES:
+            self.fail(f"{callee}() is a value, not a layer: write it as an argument, e.g. dense({callee}(...))", call)
+        with self.owned_by(call):
+            return self.apply_layer(call, frame, flowing, name)
+
+    def optional(self, call: Tree, frame: Frame, flowing: list[str] | None, name: str | None,
+                 chain: Tree) -> list[str]:
+        """`optional(layer)`: the layer, or, switched off, its input passed on unchanged."""
+        inner = self._optional_layer(call)
+        _, _, ins = self.tensors_read(inner, frame, flowing)
+        if len(ins) != 1:
+            self.fail(f"optional() needs a layer that reads one tensor; this one reads {len(ins)}", call)
+        if not self.switch(call, frame, chain):
+            return ins
+        outs = self.apply(inner, frame, flowing, name, chain)
+        if len(outs) != 1:
+            self.fail("optional() needs a layer that makes one tensor", call)
+        return outs
+
+    def _optional_layer(self, call: Tree) -> Tree:
+        args = [a for a in call.children[1:] if a is not None]
+        if len(args) != 1 or not (isinstance(args[0], Tree) and args[0].data == "call") or \
+                str(args[0].children[0]) == OPTIONAL:
+            self.fail("optional() takes one layer, e.g. optional(dropout(0.5))", call)
+        return args[0]
+
+    def _explicit(self, layer: Tree, frame: Frame) -> bool:
+        """Does the layer name the tensor it reads (`dense(h, 4)`)?"""
+        args = [a for a in layer.children[1:] if a is not None]
+        return bool(args) and self._is_tensor(args[0], frame)
+
+    def switch(self, call: Tree, frame: Frame, chain: Tree) -> bool:
+        """Is this optional layer on? (Its parameter is recorded on the way.)"""
+        inner = self._optional_layer(call)
+        with self.owned_by(inner, "enabled"):
+            param = self.record(call, Switch(), *self._switch_edits(call, inner, chain, self._explicit(inner, frame)))
+        return self.pick(param)
+
+    def _switch_edits(self, call: Tree, inner: Tree, chain: Tree, explicit: bool) -> tuple[tuple, tuple]:
+        """How the text reads with the optional layer kept (unwrapped) and removed."""
+        start, end = call.meta.start_pos, call.meta.end_pos
+        on = (Edit(start, inner.meta.start_pos), Edit(inner.meta.end_pos, end))
+        parts = chain.children
+        index = next(i for i, part in enumerate(parts) if part is call)
+        if explicit:  # `optional(dense(x, 8))` -> `x`
+            tensor = next(a for a in inner.children[1:] if a is not None)
+            off = Edit(start, end, str(tensor.children[0]))
+        elif len(parts) == 1:  # the whole statement
+            off = removal(self.text, chain.meta.start_pos, chain.meta.end_pos)
+        elif index:  # ` -> optional(...)`
+            off = Edit(parts[index - 1].meta.end_pos, end)
+        else:  # `optional(...) -> `
+            off = Edit(start, parts[1].meta.start_pos)
+        return on, (off,)
+
+    def apply_layer(self, call: Tree, frame: Frame, flowing: list[str] | None, name: str | None) -> list[str]:
+        callee = str(call.children[0])
+        args, _, ins = self.tensors_read(call, frame, flowing)
         block = frame.scope.find("blocks", callee)
         if block is not None:
             return [self.expand_block(block, call, args, ins, frame)]
@@ -336,9 +434,9 @@ class Frontend:
             self.fail(f"blocks nest deeper than {MAX_BLOCK_DEPTH} (does '{block.name}' call itself?)", call)
         if len(ins) != 1:
             self.fail(f"block '{block.name}' takes one input tensor, got {len(ins)}", call)
-        bound = self.call(call, frame.scope, args)
-        scope = Scope(self.globals)
         names = [p for p, _ in block.params]
+        bound = self.call(call, frame.scope, args, positional=names)
+        scope = Scope(self.globals)
         if len(bound.args) > len(names):
             self.fail(f"block '{block.name}' takes {len(names)} argument(s), got {len(bound.args)}", call)
         scope.constants.update(zip(names, bound.args))
@@ -353,17 +451,20 @@ class Frontend:
             if param not in scope.constants:
                 if default is None:
                     self.fail(f"block '{block.name}' is missing argument '{param}'", call)
-                scope.constants[param] = self.value(default, scope)
+                with self.owned_by(default):
+                    scope.constants[param] = self.value(default, scope)
         scope.tensors[BLOCK_INPUT] = ins[0]
         inner = Frame(scope, ins[0], frame.depth + 1)
-        self.statements(block.body, inner)
+        with self.owned_by(None):  # the body's statements name their own parameters
+            self.statements(block.body, inner)
         return inner.current
 
     # ---- values ----------------------------------------------------------------------
     def let(self, stmt: Tree, scope: Scope) -> None:
         name_token, value = stmt.children
         try:
-            scope.constants[str(name_token)] = self.value(value, scope)
+            with self.owned_by(stmt):
+                scope.constants[str(name_token)] = self.value(value, scope)
         except _Abort:
             pass
 
@@ -373,28 +474,36 @@ class Frontend:
         if name in LAYERS.names or name in ACTIVATIONS.names:
             self.errors.error(f"block '{name}' has the name of a built-in layer; choose another", self.span(name_token))
             return
+        if name in (*SEARCH_VALUES, OPTIONAL):
+            self.errors.error(f"block '{name}' has the name of a search space; choose another", self.span(name_token))
+            return
         parsed = [(str(p.children[0]), p.children[1]) for p in params if p is not None]
         scope.blocks[name] = Block(name, parsed, body, self.span(name_token))
 
-    def call(self, tree: Tree, scope: Scope, args: list | None = None) -> Call:
+    def call(self, tree: Tree, scope: Scope, args: list | None = None, positional: Sequence[str] | None = None) -> Call:
         name = str(tree.children[0])
         if args is None:
             args = [a for a in tree.children[1:] if a is not None]
+        member = _member(name)
+        if positional is None:
+            positional = member.positional if member is not None else ()
         out = Call(name, span=self.span(tree))
         for arg in args:
             if isinstance(arg, Tree) and arg.data == "kwarg":
                 key = str(arg.children[0])
                 if key in out.kwargs:
                     self.fail(f"{name}() got argument '{key}' twice", arg)
-                out.kwargs[key] = self.value(arg.children[1], scope)
+                with self.segment(key):
+                    out.kwargs[key] = self.value(arg.children[1], scope)
                 out.arg_spans[key] = self.span(arg)
             else:
                 if out.kwargs:
                     self.fail(f"{name}(): a positional argument cannot follow keyword arguments", arg)
-                out.arg_spans[len(out.args)] = self.span(arg)
-                out.args.append(self.value(arg, scope))
+                i = len(out.args)
+                out.arg_spans[i] = self.span(arg)
+                with self.segment(positional[i] if i < len(positional) else str(i)):
+                    out.args.append(self.value(arg, scope))
         # positional spans are also found by the parameter name they fill
-        member = _member(name)
         if member is not None:
             for i, param in enumerate(member.positional[: len(out.args)]):
                 out.arg_spans.setdefault(param, out.arg_spans[i])
@@ -430,9 +539,15 @@ class Frontend:
             found = scope.find("constants", name)
             return found if found is not None or name in scope.all("constants") else name
         if kind == "call":
-            return self.call(tree, scope)
+            if str(tree.children[0]) == OPTIONAL:
+                self.fail("optional() wraps a layer written as a statement, e.g. optional(dropout(0.5))", tree)
+            return self.search_value(tree, scope) if self._searches(tree) else self.call(tree, scope)
         if kind in ("list", "tuple"):
-            return [self.value(c, scope) for c in tree.children if c is not None]
+            items = []
+            for i, item in enumerate(c for c in tree.children if c is not None):
+                with self.segment(f"[{i}]"):
+                    items.append(self.value(item, scope))
+            return items
         operands = [self.value(c, scope) for c in tree.children]
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in operands):
             shown = next(v for v in operands if not isinstance(v, (int, float)) or isinstance(v, bool))
@@ -441,6 +556,85 @@ class Frontend:
             return _ARITH[kind](*operands)
         except (ZeroDivisionError, OverflowError) as exc:
             self.fail(f"cannot evaluate: {exc}", tree)
+
+    # ---- search spaces ----------------------------------------------------------------
+    @contextmanager
+    def owned_by(self, owner: Tree | str | None, *parts: str) -> Iterator[None]:
+        """Search calls evaluated inside belong to `owner`: a layer call, `let`, repeat or setting."""
+        saved, self.where = self.where, ([owner, *parts] if owner is not None else [])
+        try:
+            yield
+        finally:
+            self.where = saved
+
+    @contextmanager
+    def segment(self, part: str) -> Iterator[None]:
+        """...and to one of its arguments: `dense.units`, `callbacks[0].patience`."""
+        owned = bool(self.where)
+        if owned:
+            self.where.append(part)
+        try:
+            yield
+        finally:
+            if owned:
+                self.where.pop()
+
+    def _searches(self, call: Tree) -> bool:
+        """Is this call a search space? `uniform(...)` given as an initializer stays Keras 2's
+        spelling of random_uniform, as it always was."""
+        name = str(call.children[0])
+        return name in SEARCH_VALUES and not (
+            name == "uniform" and self.where and str(self.where[-1]).endswith("_initializer"))
+
+    def search_value(self, tree: Tree, scope: Scope) -> Any:
+        """A search call's value: its default, or its value at the point being built."""
+        kind, *args = [c for c in tree.children if c is not None]
+        if self.in_search:
+            self.fail(f"{kind}() inside another search space: search spaces do not nest", tree)
+        if not self.where:
+            self.fail(f"{kind}() belongs in an argument of a layer or block, a training setting, a `let` "
+                      "or a repeat count", tree)
+        keyword = next((a for a in args if a.data == "kwarg"), None)
+        if keyword is not None:
+            self.fail(f"{kind}() takes no keyword arguments", keyword)
+        self.in_search = True
+        try:
+            values = [self.value(a, scope) for a in args]
+        finally:
+            self.in_search = False
+        try:
+            dist = distribution(str(kind), values, [self._text(a) for a in args])
+        except ValueError as exc:
+            self.fail(str(exc), tree)
+        chosen = self.pick(self.record(tree, dist))
+        return values[dist.index(chosen)] if kind == "choice" else chosen
+
+    def record(self, tree: Tree, dist, on: tuple = (), off: tuple = ()) -> Param:
+        start = tree.meta.start_pos
+        known = self.found.get(start) or (self.space.by_start.get(start) if self.space is not None else None)
+        if known is None and self.space is not None:
+            self.fail("this search space is reached only through values of other parameters", tree)
+        if known is not None and known.dist != dist:
+            self.fail("a search space's options and bounds must not depend on other search parameters", tree)
+        param = known or Param(self.param_name(), dist, self.span(tree), start, tree.meta.end_pos, on, off)
+        self.found[start] = param
+        return param
+
+    def pick(self, param: Param) -> Any:
+        return param.dist.default if self.values is None else self.values[param.name]
+
+    def param_name(self) -> str:
+        owner, *parts = self.where
+        if not isinstance(owner, str):
+            if self._owners is None:
+                self._owners = owner_names(self.tree)
+            owner = self._owners[owner.meta.start_pos]
+        return owner + "".join(p if p.startswith("[") else "." + p for p in parts)
+
+    def _text(self, tree: Tree) -> str:
+        """An option as written; parenthesized unless it is one atom, so it can stand in any expression."""
+        text = self.text[tree.meta.start_pos:tree.meta.end_pos]
+        return text if tree.data in _ATOMS else f"({text})"
 
     # ---- training ---------------------------------------------------------------------
     def training(self, tree: Tree) -> TrainConfig | None:
@@ -458,7 +652,8 @@ class Frontend:
                 self.errors.error(f"training setting '{key}' is given twice", self.span(key_token))
                 continue
             try:
-                settings[key] = self.value(value, self.globals)
+                with self.owned_by(key):
+                    settings[key] = self.value(value, self.globals)
             except _Abort:
                 continue
             self.map.train[key] = self.span(value)
@@ -482,6 +677,7 @@ class Frontend:
         raise _Abort
 
 
+_ATOMS = ("number", "string", "true", "false", "none", "name", "call", "list", "tuple")
 _DTYPES = ["float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool"]
 _ARITH = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
@@ -533,5 +729,18 @@ def parse_value(text: str, origin: str) -> Any:
     return value
 
 
-def load_nn(text: str, path: str) -> Model:
-    return Frontend(text, path).run()
+def read_nn(text: str, path: str) -> tuple[Model, SearchSpace | None]:
+    """The model (at the defaults of its search space) and the search space, if the spec has one."""
+    frontend = Frontend(text, path)
+    model = frontend.run()
+    if not frontend.found:
+        return model, None
+    explorer = Frontend(text, path, tree=frontend.tree, exploring=True)
+    explorer.walk()
+    explorer.errors.raise_if_any()
+    return model, SearchSpace.build(list(explorer.found.values()), text, path, frontend.tree)
+
+
+def materialize(space: SearchSpace, assignment: dict[str, Any]) -> Model:
+    """The plain model at a point of the space (unassigned parameters at their defaults)."""
+    return Frontend(space.text, space.path, tree=space.tree, space=space, values=space.point(assignment)).run()

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from .errors import Collector, Diagnostic, SpecError
 from .ir.model import Analysis, Model, analyze
 from .ir.validation import json_path, messages
+from .tune.space import SearchSpace
 
 SPEC_SUFFIXES = (".nn", ".json", ".yaml", ".yml")
 
@@ -20,6 +21,7 @@ class Spec:
     analysis: Analysis
     path: str
     source: str  # the text as written, stored in exported models so the spec can be recovered
+    space: SearchSpace | None = None  # a .nn spec's search space; `model` is then at its defaults
 
 
 def read_text(path: str | Path) -> str:
@@ -42,16 +44,21 @@ def load(path: str | Path) -> Spec:
 
 def loads(text: str, path: str = "<spec>") -> Spec:
     suffix = Path(path).suffix.lower()
+    space = None
     if suffix in (".json", ".yaml", ".yml"):
         model = _from_data(_parse_data(text, path, suffix), path)
     else:
-        from .frontend import load_nn
+        from .frontend import read_nn
 
-        model = load_nn(text, path)
+        model, space = read_nn(text, path)
+        if space is not None:
+            from .tune.check import check_space
+
+            check_space(space)
     analysis, problems = analyze(model)
     if problems:  # the .nn frontend reports these itself, with spans
         raise SpecError([Diagnostic(str(p), json_path=json_path(p.loc)) for p in problems], path)
-    return Spec(model, analysis, path, text)
+    return Spec(model, analysis, path, text, space)
 
 
 def _parse_data(text: str, path: str, suffix: str) -> object:

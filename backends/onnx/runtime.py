@@ -47,6 +47,16 @@ def physical_cores() -> int:
             return os.cpu_count() or 1
 
 
+THREADS_ENV = "NNSPEC_INTRA_OP_THREADS"
+
+
+def intra_op_threads() -> int:
+    """Threads a session computes with: $NNSPEC_INTRA_OP_THREADS when it is a positive number (nnspec
+    tune --jobs K sets it to cores / K in each of its K worker processes), else the physical cores."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else physical_cores()
+
+
 @contextmanager
 def _captured_stderr() -> Iterator[list[str]]:
     """onnxruntime's C++ logger writes to file descriptor 2; keep it off the user's terminal."""
@@ -112,7 +122,7 @@ class Session:
         self.choice = choose(device)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = physical_cores()
+        options.intra_op_num_threads = intra_op_threads()
         options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's
         data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
         providers = [(CUDA, {"use_tf32": str(int(tf32))}), CPU] if self.choice.device == "cuda" else [CPU]
