@@ -239,8 +239,9 @@ def _train(args) -> int:
     from .train.run import configure, load_data, save_results, train, trainable
     from .weights import load_weights
 
-    spec, weights, notes = trainable(args.model)
-    for note in notes:
+    model = trainable(args.model)
+    spec, weights = model.spec, model.weights
+    for note in model.notes:
         print(f"nnspec: note: {note}", file=sys.stderr)
     config = configure(spec, _train_overrides(args))
     spec_dir = Path(args.model).resolve().parent
@@ -263,8 +264,11 @@ def _train(args) -> int:
     if args.weights:
         weights = load_weights(args.weights, spec.analysis)
     seed = config.seed if config.seed is not None else 0
+    keras_optimizer = None
+    if model.optimizer_weights and not args.weights and not args.optimizer:  # same optimizer: go on from its state
+        keras_optimizer = (model.optimizer_weights, model.keras_version)
     run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
-                resume=args.resume, verbose=config.verbose)
+                resume=args.resume, verbose=config.verbose, keras_optimizer=keras_optimizer)
     written = save_results(spec, run, output, history, plot=not args.no_plot)
     if config.verbose:
         print(f"wrote {', '.join(str(p) for p in written)}")
@@ -300,7 +304,8 @@ def _evaluate(args) -> int:
     from .train.run import configure, evaluate, load_data, read_classes, trainable
     from .weights import load_weights
 
-    spec, weights, _ = trainable(args.model)
+    model = trainable(args.model)
+    spec, weights = model.spec, model.weights
     if args.weights:
         weights = load_weights(args.weights, spec.analysis)
     elif weights is None:

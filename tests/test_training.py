@@ -289,3 +289,16 @@ def test_evaluate_a_keras_file_with_a_loss_given_on_the_command_line(tmp_path):
     assert float(result.stdout.split()[1]) == pytest.approx(record["losses"][0], rel=1e-4)
     result = run_cli("evaluate", KERAS / "mlp_sigmoid.k3.keras", "--data", "d.npz", cwd=tmp_path)
     assert result.returncode == 2 and "no loss" in result.stderr
+
+
+@pytest.mark.parametrize("version, name", [("k2", "opt.k2.h5"), ("k3", "opt.k3.keras")])
+def test_training_goes_on_from_the_optimizer_state_a_keras_file_holds(tmp_path, version, name):
+    """Keras saved its Adam slots and step count; the next epochs' losses are the ones Keras reported."""
+    folder = ROOT / "tests" / "fixtures" / "keras_resume"
+    record = np.load(folder / f"opt.{version}.cont.npz")
+    np.savez(tmp_path / "d.npz", x=record["x"], y=record["y"])
+    result = run_cli("train", folder / name, "--data", "d.npz", "--epochs", "3", "--batch-size", "8", "--no-shuffle",
+                     "--verbose", "0", "-o", "r.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(json.loads((tmp_path / "r.history.json").read_text())["loss"], record["losses"],
+                               rtol=1e-5)

@@ -3,6 +3,7 @@ data from disk, the compiled step, the loop, and everything a run leaves behind.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,41 @@ from .batches import PREFETCH
 from .loop import History, Trainer
 
 
-def trainable(path: str) -> tuple[Spec, Weights | None, list[str]]:
+@dataclass
+class Trainable:
+    """A model to train or evaluate, with what its file brings."""
+
+    spec: Spec
+    weights: Weights | None  # None: fresh from the spec's initializers
+    notes: list[str]
+    optimizer_weights: dict[str, np.ndarray] | None = None  # a Keras file's optimizer state
+    keras_version: str = ""
+
+
+def trainable(path: str) -> Trainable:
     """What `nnspec train` and `evaluate` take: a spec (fresh weights), or a Keras file or ONNX
-    model (its weights, to go on training from them), with notes on what could not be carried over."""
+    model (its weights and, for Keras, its optimizer state, to go on training from them)."""
     from ..convert import KERAS_FILES, _json_kind, read
     from ..loader import SPEC_SUFFIXES, load
     from ..ir.model import analyze
 
     suffix = Path(path).suffix.lower()
     if suffix in SPEC_SUFFIXES and not (suffix == ".json" and _json_kind(path) == "keras"):
-        return load(path), None, []
+        return Trainable(load(path), None, [])
     if suffix not in KERAS_FILES + (".json", ".onnx"):
         raise SpecError(f"{path}: cannot train this file type; give a spec ({', '.join(SPEC_SUFFIXES)}), "
                         f"a Keras file ({', '.join(KERAS_FILES)}) or an .onnx model")
-    source = read(path)
-    analysis, _ = analyze(source.model)
-    return Spec(source.model, analysis, path, dump_json(source.model)), source.weights, source.notes
+    if suffix in KERAS_FILES:
+        from ..backends.keras.importer import load as load_keras
+
+        imported = load_keras(path)
+        model, weights, notes = imported.model, imported.weights, list(imported.notes)
+        extra = (imported.optimizer_weights, imported.keras_version)
+    else:
+        source = read(path)
+        model, weights, notes, extra = source.model, source.weights, source.notes, (None, "")
+    analysis, _ = analyze(model)
+    return Trainable(Spec(model, analysis, path, dump_json(model)), weights, notes, *extra)
 
 
 def configure(spec: Spec, overrides: dict[str, Any]) -> TrainConfig:
@@ -85,7 +105,8 @@ class Run:
 def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation: datasets.Data | None,
           weights: Weights | None = None, *, device: str = "auto", seed: int = 0,
           checkpoint_dir: Path | None = None, resume: bool = False, verbose: int = 1,
-          base_dir: Path = Path("."), prefetch: int = PREFETCH, callbacks: tuple = ()) -> Run:
+          base_dir: Path = Path("."), prefetch: int = PREFETCH, callbacks: tuple = (),
+          keras_optimizer: tuple[dict, str] | None = None) -> Run:
     from ..backends.onnx.step import OnnxStep
     from ..backends.onnx.training import build
 
@@ -113,13 +134,33 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
         raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
                         f"are not a multiple of batch_size {config.batch_size}")
     step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0, batch_size=config.batch_size)
+    iterations = _keras_optimizer_state(step, graphs, config, keras_optimizer, verbose) if keras_optimizer else 0
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(step, config, base_dir=base_dir, save_model=saver(spec),
                       checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose, augment=augment, prefetch=prefetch,
                       callbacks=callbacks)
+    trainer.global_step = iterations  # Keras's step count: bias corrections and schedules go on from it
     history = trainer.fit(train_data, validation, resume=resume)
     return Run(step, trainer, history, step.weights(), train_data.classes)
+
+
+def _keras_optimizer_state(step, graphs, config: TrainConfig, keras_optimizer: tuple[dict, str], verbose: int) -> int:
+    """Load a Keras file's optimizer slots into the step; returns Keras's step count (0 if unusable)."""
+    from ..backends.keras.optimizer_state import optimizer_state
+    from ..backends.onnx import optimizers
+
+    stored, version = keras_optimizer
+    params = [(p.name, p.shape) for p in graphs.params if p.trainable]
+    state = optimizer_state(stored, version, optimizers.slot_names(config.optimizer), params)
+    if isinstance(state, str):
+        if verbose:
+            print(f"nnspec: note: the file's optimizer state is not used ({state}); the optimizer starts fresh",
+                  file=sys.stderr)
+        return 0
+    slots, iterations = state
+    step.load_state({**step.state(), **slots})
+    return iterations
 
 
 def evaluate(spec: Spec, config: TrainConfig, data: datasets.Data, weights: Weights,
