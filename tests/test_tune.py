@@ -1,0 +1,252 @@
+"""`nnspec tune`: a study's results, pruning, grid search, worker processes, flag errors, and a study cut
+off by Ctrl-C and by SIGKILL that goes on where it stopped without running a finished trial again."""
+import csv
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+optuna = pytest.importorskip("optuna")
+
+from conftest import run_cli  # noqa: E402
+from nnspec.cli import main  # noqa: E402
+from nnspec.data import Dataset  # noqa: E402
+from nnspec.formatter import format_text  # noqa: E402
+from nnspec.loader import loads  # noqa: E402
+from nnspec.train.run import configure, train  # noqa: E402
+from nnspec.tune.pruning import Pruning  # noqa: E402
+
+TINY = """\
+model r {
+  input x: float32[3]
+  dense(choice(4, 8), activation=tanh)
+  optional(dropout(0.2))
+  dense(1)
+}
+
+train {
+  loss             mse
+  optimizer        sgd(learning_rate=RATE)
+  batch_size       16
+  epochs           EPOCHS
+  validation_split 0.25
+}
+"""
+
+
+def regression(n=128, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    return x, (x @ np.array([[1.0], [-2.0], [0.5]], np.float32) + 0.1).astype(np.float32)
+
+
+def write_spec(folder: Path, epochs=3, rate="log_uniform(0.01, 0.1)") -> Path:
+    spec = folder / "r.nn"
+    spec.write_text(TINY.replace("RATE", rate).replace("EPOCHS", str(epochs)))
+    x, y = regression()
+    np.savez(folder / "d.npz", x=x, y=y)
+    return spec
+
+
+def study(folder: Path, name="r") -> "optuna.Study":
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'r.tune' / 'study.db'}")
+
+
+def test_two_worker_processes_write_the_table_the_best_spec_its_model_and_plots(tmp_path):
+    write_spec(tmp_path, epochs=30)  # trials long enough that the worker starting second gets some
+    result = run_cli("tune", "r.nn", "--data", "d.npz", "--trials", "4", "--jobs", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = study(tmp_path).get_trials()
+    assert len({t.user_attrs["pid"] for t in trials}) == 2  # two processes took trials from one study
+    rows = list(csv.DictReader((tmp_path / "r.tune" / "trials.csv").open()))
+    assert len(rows) == len(trials) == 4 and {r["state"] for r in rows} == {"complete"}
+    losses = [float(r["val_loss"]) for r in rows]
+    assert losses == sorted(losses) and float(rows[0]["seconds"]) > 0
+    assert set(rows[0]) == {"trial", "state", "val_loss", "epochs", "seconds", "dense.units", "dropout.enabled",
+                            "optimizer.learning_rate", "note"}
+    table = result.stdout.splitlines()
+    assert table[-6].split()[:3] == ["trial", "state", "val_loss"] and table[-5].split()[:2] == [rows[0]["trial"], "complete"]
+    best = (tmp_path / "r.best.nn").read_text()
+    assert best.startswith(f"# The best trial ({rows[0]['trial']}) of `nnspec tune` study 'r': val_loss ")
+    assert format_text(best) == best and loads(best, "best.nn").space is None
+    assert f"dense({rows[0]['dense.units']}, activation=tanh)" in best
+    assert (f"learning_rate={float(rows[0]['optimizer.learning_rate'])!r})") in best
+    from nnspec.api import load as load_model
+
+    predictions = load_model(str(tmp_path / "r.tune" / "best.onnx")).predict(regression(5)[0])
+    assert predictions.shape == (5, 1)
+    for picture in ("history.png", "params.png"):
+        assert (tmp_path / "r.tune" / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_trial_the_pruner_rejects_stops_after_that_epoch():
+    spec = loads(TINY.replace("RATE", "0.05").replace("EPOCHS", "5").replace("choice(4, 8)", "4")
+                 .replace("optional(dropout(0.2))", "dropout(0.2)"), "r.nn")
+    config = configure(spec, {"verbose": 0})
+    data = Dataset(*map(lambda a: [a], regression()))
+    pruned = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # every loss is above 0
+
+    def objective(trial):
+        train(spec, config, data, None, verbose=0, device="cpu", callbacks=(Pruning(trial, "val_loss"),))
+        return 0.0
+
+    pruned.optimize(objective, n_trials=1)
+    trial = pruned.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [0]
+
+
+def test_grid_search_runs_every_point_once(tmp_path, capsys):
+    spec = write_spec(tmp_path, epochs=2, rate="0.05")
+    assert main(["tune", str(spec), "--data", str(tmp_path / "d.npz"), "--sampler", "grid",
+                 "-o", str(tmp_path / "r.tune")]) == 0
+    points = {(t.params["dense.units"], t.params["dropout.enabled"]) for t in study(tmp_path).trials}
+    assert len(study(tmp_path).trials) == 4 and points == {(4, True), (4, False), (8, True), (8, False)}
+    assert "4 trials" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trials", "0"], "nnspec tune: error: argument --trials: expected a positive number, got '0'"),
+    (["--jobs", "two"], "nnspec tune: error: argument --jobs: expected a positive number, got 'two'"),
+    (["--sampler", "grid"], "SPEC:10:38: error: grid search needs finite parameters, and optimizer.learning_rate "
+                            "is log_uniform(0.01, 0.1): use choice() or int_range(), or another sampler"),
+    (["--objective", "val_acc"], "nnspec tune: error: --objective val_acc: training reports loss, val_loss"),
+    (["--storage", "nosuchdb://x"], "nnspec tune: error: --storage nosuchdb://x: cannot open it"),
+    (["--study", "other", "--direction", "maximize"], None),  # a study made for another direction
+])
+def test_bad_flags_are_one_line_errors(tmp_path, capsys, args, message):
+    spec = write_spec(tmp_path)
+    base = ["tune", str(spec), "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "out"), "--trials", "1"]
+    if message is None:
+        assert main(base + ["--study", "other"]) == 0
+        capsys.readouterr()
+        message = "nnspec tune: error: --study other: that study searches another space or objective"
+    try:
+        code = main(base + args)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = 3 if message.startswith("SPEC") else 1  # a spec's error shows its line and a caret
+    assert code == 2 and err.startswith(message.replace("SPEC", str(spec))) and err.count("\n") == lines, err
+
+
+def test_a_spec_without_a_space_or_without_optuna_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "p.nn").write_text("model p { input x: float32[3]\n dense(1) }\ntrain { loss mse }\n")
+    assert main(["tune", str(tmp_path / "p.nn"), "-o", str(tmp_path / "out")]) == 2
+    assert "p.nn: no search space to tune" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    assert main(["tune", str(write_spec(tmp_path)), "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "nnspec tune: error: needs Optuna: pip install 'nnspec[tune]'\n"
+
+
+def test_a_study_cut_off_by_ctrl_c_and_by_sigkill_goes_on_where_it_stopped(tmp_path):
+    write_spec(tmp_path, epochs=60)  # long enough to be cut off in the middle on a fast machine
+    command = [sys.executable, "-m", "nnspec.cli", "tune", "r.nn", "--data", "d.npz", "--trials", "4",
+               "--pruner", "none", "--heartbeat", "1"]
+
+    def cut_off(trial: int, how: signal.Signals) -> subprocess.CompletedProcess:
+        """Run the study and stop it with `how` in the middle of `trial` (after its first checkpoint)."""
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        checkpoint = tmp_path / "r.tune" / "trials" / str(trial) / "checkpoint" / "checkpoint.npz"
+        deadline = time.time() + 60
+        while not checkpoint.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        process.send_signal(how)
+        out, err = process.communicate(timeout=60)
+        return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+    interrupted = cut_off(1, signal.SIGINT)
+    assert interrupted.returncode == 130, interrupted.stderr
+    rows = {r["trial"]: r for r in csv.DictReader((tmp_path / "r.tune" / "trials.csv").open())}  # written on Ctrl-C
+    assert (rows["0"]["state"], rows["1"]["state"], rows["1"]["note"]) == ("complete", "failed", "interrupted")
+    assert (rows["2"]["state"], rows["2"]["note"]) == ("waiting", "rerun of trial 1")
+    first = study(tmp_path).trials[0]
+
+    killed = cut_off(3, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    time.sleep(2.5)  # the heartbeat's grace period: 2 seconds without a beat, and the trial is failed
+    finished = run_cli(*command[3:], cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+
+    trials = study(tmp_path).trials
+    states = [t.state.name for t in trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert (trials[0].value, trials[0].datetime_complete) == (first.value, first.datetime_complete)  # not run again
+    for rerun, cut in ((trials[2], trials[1]), (trials[4], trials[3])):  # each cut-off trial ran again, resumed
+        assert rerun.user_attrs["retry_of"] == cut.number and rerun.params == cut.params
+        assert rerun.user_attrs["resumed_at_epoch"] > 1 and len(rerun.intermediate_values) == 60
+    assert "rerun of trial 3; resumed at epoch" in finished.stdout
+
+
+# ---- a study shared through PostgreSQL ----------------------------------------------------------------------
+
+def _postgres_program(name: str) -> str | None:
+    """Debian keeps PostgreSQL's programs out of PATH, in /usr/lib/postgresql/VERSION/bin."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    return shutil.which(name) or (found[-1] if found else None)
+
+
+@pytest.fixture
+def postgres():
+    """A private PostgreSQL server on loopback, in a temporary folder; its URL."""
+    initdb, pg_ctl = _postgres_program("initdb"), _postgres_program("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    folder = tempfile.mkdtemp(prefix="nnspec-pg-")  # not under pytest's tmp_path: the server's user must reach it
+    as_user = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root with no 'postgres' user to run PostgreSQL as")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = f"{folder}/data"
+    steps = [[initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+             [pg_ctl, "-D", data, "-l", f"{folder}/log", "-w", "-o",
+              f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]]
+    for step in steps:
+        done = subprocess.run([*as_user, *step], capture_output=True, text=True)
+        if done.returncode:
+            shutil.rmtree(folder, ignore_errors=True)
+            pytest.skip(f"PostgreSQL cannot start here: {(done.stderr or done.stdout).strip()[-300:]}")
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_user, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_one_study_in_postgresql(tmp_path, postgres):
+    write_spec(tmp_path, epochs=30)
+    workers = []
+    for name in ("one", "two"):  # two separate processes with their own folders, as on two machines
+        (tmp_path / name).mkdir()
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "nnspec.cli", "tune", "../r.nn", "--data", "../d.npz", "--trials", "8",
+             "--pruner", "none", "--storage", postgres, "--study", "shared", "-o", "out"],
+            cwd=tmp_path / name, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert "wrote out/trials.csv" in out
+    trials = optuna.load_study(study_name="shared", storage=postgres.replace("postgresql:", "postgresql+psycopg:")
+                               ).get_trials()
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    # --trials caps the study's total; running trials count toward it, so that workers stop together (two
+    # workers deciding to start a trial in the same instant could still make it one more)
+    assert 8 <= len(trials) <= 9
+    assert len({t.user_attrs["pid"] for t in trials}) == 2
+    for name in ("one", "two"):
+        assert len(list(csv.DictReader((tmp_path / name / "out" / "trials.csv").open()))) == len(trials)
