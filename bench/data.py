@@ -86,7 +86,7 @@ def main() -> None:
     spec = load(ROOT / "specs" / "mnist_cnn.nn")
     config = configure(spec, {"callbacks": [], "verbose": 0})
     weights = initial_weights(spec.analysis, 0)
-    step = OnnxStep(build(spec.analysis, config, weights, [((10,), "float32")]), weights, device="auto", notice=False)
+    step = OnnxStep(build(spec.analysis, config, [((10,), "float32")]), weights, device="auto", notice=False)
     rng = np.random.default_rng(0)
     x = rng.random((BATCH, 28, 28, 1), np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]

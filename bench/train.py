@@ -44,7 +44,7 @@ def nnspec_runner(spec_name: str, device: str):
     spec = load(ROOT / "specs" / spec_name)
     config = configure(spec, {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "metrics": [], "callbacks": []})
     weights = initial_weights(spec.analysis, 0)
-    step = OnnxStep(build(spec.analysis, config, weights, [((10,), "float32")]), weights, device=device, notice=False)
+    step = OnnxStep(build(spec.analysis, config, [((10,), "float32")]), weights, device=device, notice=False)
     sw = np.ones(BATCH, np.float32)
 
     def run(x, y, s):

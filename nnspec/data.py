@@ -404,12 +404,8 @@ def _check_target_shapes(data: Data, outs) -> None:
             raise DataError(f"{data.source}: output {i} gives samples of shape {want}, the targets have {s.shape}")
 
 
-def check_against_model(data: Data, model, analysis) -> None:
-    """Shapes and label ranges against the model, before training starts."""
-    for_model(data, model, analysis)
-
-
 # ---- loading ---------------------------------------------------------------------------------------------
+
 
 def load(source, base_dir: str | Path = ".", *, inputs: Sequence | None = None, classes: list[str] | None = None,
          skip_bad: bool = False) -> Data:

@@ -197,7 +197,7 @@ class Frontend:
             shape.append(value)
         try:
             item = Input(name=name, dtype=str(dtype_token), shape=shape)
-        except ValidationError as exc:
+        except ValidationError:
             self.fail(f"unknown dtype '{dtype_token}'{did_you_mean(str(dtype_token), _DTYPES)}", dtype_token)
         if name in frame.scope.tensors:
             self.fail(f"the name '{name}' is already used", name_token or stmt)

@@ -1,5 +1,4 @@
 """Central finite differences of a session's scalar `loss` output, for gradient tests."""
-import numpy as np
 
 
 def central_difference(session, feeds: dict, name: str, index: int, eps: float) -> float:

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 
 from nnspec.backends.onnx import primitives as P
-from nnspec.backends.onnx.autograd import ZERO_GRADIENT, grad
+from nnspec.backends.onnx.autograd import grad
 from nnspec.backends.onnx.emit import to_onnx
 from nnspec.backends.onnx.graph import Graph
 from gradcheck import central_difference

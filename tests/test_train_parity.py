@@ -36,7 +36,7 @@ def test_loss_trajectory_matches_keras(path):
     record = np.load(path)
     xs = [record[k] for k in sorted(record.files) if k.startswith("x")]
     data = Dataset(xs, [record["y"]])
-    graphs = build(analysis, config, weights, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
+    graphs = build(analysis, config, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
     history = Trainer(OnnxStep(graphs, weights, device="cpu", notice=False), config, verbose=0).fit(data)
     np.testing.assert_allclose(history.history["loss"], record["losses"], rtol=1e-4)
 
@@ -63,6 +63,6 @@ def test_every_optimizer_and_loss_matches_keras(path):
                          optimizer={"name": cfg["optimizer"], **cfg["optimizer_args"]},
                          batch_size=16, epochs=5, shuffle=False)
     data = Dataset([record["x"]], [record["y"]])
-    graphs = build(model.analysis, config, weights, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
+    graphs = build(model.analysis, config, [(data.ys[0].shape[1:], str(data.ys[0].dtype))])
     history = Trainer(OnnxStep(graphs, weights, device="cpu", notice=False), config, verbose=0).fit(data)
     np.testing.assert_allclose(history.history["loss"], record["losses"], rtol=1e-4, atol=1e-6)

@@ -1,7 +1,6 @@
 """Training end to end: real MNIST, the cosine task, every example spec, callbacks, the command
 line, and checkpoints that survive SIGKILL."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 
 from nnspec.data import Dataset
-from nnspec.ir.training import TrainConfig
 from nnspec.loader import load, loads
 from nnspec.train.run import configure, evaluate, load_data, train
 from conftest import ROOT, SPECS, run_cli
@@ -246,7 +244,7 @@ def test_stateful_lstm_carries_its_state_from_batch_to_batch():
 
     def step_for(spec):
         config = configure(spec, {})
-        return OnnxStep(build(spec.analysis, config, weights, [((1,), "float32")]), weights, device="cpu",
+        return OnnxStep(build(spec.analysis, config, [((1,), "float32")]), weights, device="cpu",
                         notice=False, batch_size=4)
 
     carried = step_for(stateful)

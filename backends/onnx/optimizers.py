@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir import functions as fn
-from ...ir import training as spec
 from . import primitives as P
 
 EPSILON = 1e-7

@@ -59,7 +59,7 @@ class OnnxStep:
         return out
 
     # ---- steps ------------------------------------------------------------------------------
-    def _bind_common(self, binding, session: Session, xs, ys, sample_weight, params_only: bool) -> None:
+    def _bind_common(self, binding, session: Session, xs, ys, sample_weight) -> None:
         for name, x in zip(self.graphs.x_names, xs):
             binding.bind_cpu_input(name, np.ascontiguousarray(x))
         for name, y in zip(self.graphs.y_names, ys):
@@ -81,7 +81,7 @@ class OnnxStep:
     def train(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
         session = self.train_session
         binding = session.session.io_binding()
-        self._bind_common(binding, session, xs, ys, sample_weight, params_only=False)
+        self._bind_common(binding, session, xs, ys, sample_weight)
         binding.bind_cpu_input("learning_rate", np.array(lr, np.float32))
         binding.bind_cpu_input("iteration", np.array(step + 1, np.float32))
         n = len(sample_weight)
@@ -105,7 +105,7 @@ class OnnxStep:
     def evaluate(self, xs, ys, sample_weight) -> tuple[float, np.ndarray]:
         session = self.eval_session
         binding = session.session.io_binding()
-        self._bind_common(binding, session, xs, ys, sample_weight, params_only=True)
+        self._bind_common(binding, session, xs, ys, sample_weight)
         for name in session.outputs:
             binding.bind_output(name, "cpu")
         session.session.run_with_iobinding(binding)

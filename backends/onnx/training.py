@@ -70,11 +70,9 @@ def slot_name(param: str, slot: str) -> str:
 class _Context:
     """The training mode layers see (layers.TrainContext)."""
 
-    def __init__(self, graph: Graph, params: dict[tuple[str, str], Var]):
+    def __init__(self, graph: Graph):
         self.graph = graph
-        self.params = params
         self.dropout: list[DropoutInput] = []
-        self.masks: list[Var] = []
         self.updates: dict[tuple[str, str], Var] = {}
         self.activity: list[Var] = []
         self.batch: Var | None = None
@@ -88,9 +86,7 @@ class _Context:
         shape[0] = None
         spec = DropoutInput(f"{layer.name}/dropout_mask", tuple(shape), layer.rate)
         self.dropout.append(spec)
-        mask = self.graph.input(spec.name, spec.shape, "float32")
-        self.masks.append(mask)
-        return mask
+        return self.graph.input(spec.name, spec.shape, "float32")
 
     def update(self, layer: Layer, weight: str, value: Var) -> None:
         self.updates[(layer.name, weight)] = value
@@ -125,8 +121,7 @@ def _logits(y: Var) -> Var | None:
     return None
 
 
-def build(analysis: Analysis, config: TrainConfig, weights: dict[str, list[np.ndarray]],
-          targets: list[tuple[tuple[int, ...], str]], opset: int = DEFAULT_OPSET) -> StepGraphs:
+def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int, ...], str]], opset: int = DEFAULT_OPSET) -> StepGraphs:
     """`targets`: the (per-sample shape, dtype) of each target array, in output order."""
     model = analysis.model
     if config.loss is None:
@@ -134,11 +129,13 @@ def build(analysis: Analysis, config: TrainConfig, weights: dict[str, list[np.nd
     losses = config.loss if isinstance(config.loss, list) else [config.loss] * len(model.outputs)
     if len(targets) != len(model.outputs):
         raise SpecError(f"the data has {len(targets)} target array(s); the model has {len(model.outputs)} output(s)")
-    params = [Param(param_name(info.layer.name, i, w.name), info.layer.name, i, tuple(w.shape),
-                    info.layer.trainable and w.trainable)
-              for info in analysis.layers for i, w in enumerate(info.layer.weights(info.inputs))]
-    specs = {p.name: w for p, w in zip(params, [w for info in analysis.layers
-                                                 for w in info.layer.weights(info.inputs)])}
+    params: list[Param] = []
+    specs = {}  # state key -> the IR's Weight (initializer, regularizer, constraint)
+    for info in analysis.layers:
+        for i, w in enumerate(info.layer.weights(info.inputs)):
+            params.append(Param(param_name(info.layer.name, i, w.name), info.layer.name, i, tuple(w.shape),
+                                info.layer.trainable and w.trainable))
+            specs[params[-1].name] = w
     metrics = [metric_graph(m, losses[0], analysis.output_types[0].shape[-1] if analysis.output_types[0].shape else 1,
                             sparse_targets=_is_sparse(targets[0], analysis.output_types[0].shape))
                for m in config.metrics]
@@ -149,7 +146,7 @@ def build(analysis: Analysis, config: TrainConfig, weights: dict[str, list[np.nd
         by_layer: dict[str, list[Var]] = {}
         for p in params:
             by_layer.setdefault(p.layer, []).append(param_vars[p.name])
-        ctx = _Context(graph, {}) if training else None
+        ctx = _Context(graph) if training else None
         batch = graph.input("batch_size", (), "float32")
         if ctx is not None:
             ctx.batch = batch

@@ -129,7 +129,7 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
         augment = Augmenter(config.augment, seed)
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
     targets = [(s.shape, str(s.dtype)) for s in train_data.y_samples()]
-    graphs = build(spec.analysis, config, weights, targets)
+    graphs = build(spec.analysis, config, targets)
     if graphs.rnn_states and len(train_data) % config.batch_size:
         raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
                         f"are not a multiple of batch_size {config.batch_size}")
@@ -171,7 +171,7 @@ def evaluate(spec: Spec, config: TrainConfig, data: datasets.Data, weights: Weig
     data = fit_data(spec, config, data)
     if not data.has_targets:
         raise SpecError(f"{data.source}: no targets (y) to evaluate against")
-    graphs = build(spec.analysis, config, weights, [(s.shape, str(s.dtype)) for s in data.y_samples()])
+    graphs = build(spec.analysis, config, [(s.shape, str(s.dtype)) for s in data.y_samples()])
     step = OnnxStep(graphs, weights, device=device, notice=False)
     return Trainer(step, config, verbose=0).evaluate(data)
 
