@@ -1,12 +1,11 @@
 """Reverse-mode differentiation of a traced primitive graph.
 
-Walks the equations that lead to a scalar in reverse, asks each primitive's `vjp` (derivatives.py)
+Walks the equations that lead to a scalar in reverse, asks each primitive's `vjp` (defined beside it in primitives/)
 for the cotangents of its inputs and sums the cotangents that meet. The backward equations join
 the same graph, so one lowering emits forward and backward together.
 """
 from __future__ import annotations
 
-from . import derivatives  # noqa: F401  (fills every primitive's vjp slot)
 from . import primitives as P
 from .graph import Graph, Var, live_equations
 

@@ -1,0 +1,158 @@
+"""Convolution and pooling (channels-first, as in ONNX) with their VJPs. `pads` None means ONNX
+SAME_UPPER (Keras 'same' over a size known only at run time); the arithmetic is nnspec.ir.windows."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ....ir import windows
+from ....ir.base import ShapeError
+from ..graph import Aval, Primitive, Var
+from .. import primitives as P  # the other families, looked up when a rule runs
+from .core import defvjp, onnx_op, zeros_like
+
+
+def _spatial(x: Aval, kernel, strides, pads, dilations) -> list[int | None]:
+    n = len(kernel)
+    if pads is None:
+        return [windows.keras_output_size(s, k, st, "same", d) for s, k, st, d in zip(x.shape[2:], kernel, strides, dilations)]
+    return [windows.output_size(s, k, st, d, b, a)
+            for s, k, st, d, b, a in zip(x.shape[2:], kernel, strides, dilations, pads[:n], pads[n:])]
+
+
+def _windowed(op_type: str, **fixed) -> Callable:
+    def lower(ctx, *xs, pads, **attrs):
+        where = {"auto_pad": "SAME_UPPER"} if pads is None else {"pads": list(pads)}
+        return ctx.op(op_type, *xs, **where, **attrs, **fixed)
+    return lower
+
+
+def explicit_pads(x: Var, kernel, strides, dilations, pads) -> tuple[int, ...]:
+    """ONNX SAME_UPPER (pads None) as explicit pads, from the static spatial sizes."""
+    if pads is not None:
+        return tuple(pads)
+    if None in x.shape[2:]:
+        raise ShapeError("training a 'same'-padded window over a dimension of unknown size is not supported")
+    return windows.keras_pads("same", x.shape[2:], kernel, strides, dilations)
+
+
+def _output_padding(x: Var, y: Var, kernel, strides, pads, dilations) -> tuple[int, ...]:
+    """What a transposed convolution of y must add at the end to give back x's size."""
+    n = x.rank - 2
+    return tuple(x.shape[2 + i] - windows.transposed_output_size(y.shape[2 + i], kernel[i], strides[i], dilations[i],
+                                                                 pads[i], pads[i + n]) for i in range(n))
+
+
+# ---- convolution ------------------------------------------------------------------------------
+
+
+def _conv_shape(x, w, b=None, *, strides, pads, dilations, group):
+    if x.shape[1] is not None and x.shape[1] != w.shape[1] * group:
+        raise ShapeError(f"conv of {x.shape} with a kernel {w.shape} in {group} group(s)")
+    return Aval((x.shape[0], w.shape[0], *_spatial(x, w.shape[2:], strides, pads, dilations)), x.dtype)
+
+
+conv = Primitive("conv", _conv_shape, _windowed("Conv"))  # x (N, C, ...), w (F, C/group, ...), bias (F,)
+
+
+@defvjp(conv)
+def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
+    g = cts[0]
+    spatial = x.rank - 2
+    kernel = w.shape[2:]
+    pads = explicit_pads(x, kernel, strides, dilations, pads)
+    out_pad = _output_padding(x, outputs[0], kernel, strides, pads, dilations)
+    gx = conv_transpose(g, w, strides=tuple(strides), pads=pads, dilations=tuple(dilations), group=group,
+                        output_padding=out_pad)
+    if group != 1:
+        raise ShapeError("training grouped convolutions is not supported")
+    # kernel cotangent: correlate the input with the output cotangent, the batch axis as channels
+    swap = (1, 0) + tuple(range(2, 2 + spatial))
+    gw = conv(P.transpose(x, perm=swap), P.transpose(g, perm=swap), strides=tuple(dilations), pads=pads,
+              dilations=tuple(strides), group=1)
+    for i, k in enumerate(kernel):  # strides that do not divide evenly overshoot the kernel: crop
+        if gw.shape[2 + i] != k:
+            gw = P.slice_(gw, axis=2 + i, start=0, stop=k)
+    gw = P.transpose(gw, perm=swap)
+    gb = None if b is None else P.reduce_sum(g, axes=(0,) + tuple(range(2, 2 + spatial)), keepdims=False)
+    return [gx, gw, gb]
+
+
+def _conv_transpose_shape(g, w, *, strides, pads, dilations, group, output_padding):
+    n = g.rank - 2
+    spatial = [windows.transposed_output_size(s, w.shape[2 + i], strides[i], dilations[i], pads[i], pads[i + n],
+                                              output_padding[i]) for i, s in enumerate(g.shape[2:])]
+    return Aval((g.shape[0], w.shape[1] * group, *spatial), g.dtype)
+
+
+# used by the VJPs of conv and avg_pool (no VJP of its own yet)
+conv_transpose = Primitive("conv_transpose", _conv_transpose_shape, onnx_op("ConvTranspose"))
+
+# ---- pooling ----------------------------------------------------------------------------------
+
+
+def _pool_shape(x, kernel_shape, strides, pads):
+    return Aval((*x.shape[:2], *_spatial(x, kernel_shape, strides, pads, [1] * len(kernel_shape))), x.dtype)
+
+
+max_pool = Primitive("max_pool", _pool_shape, _windowed("MaxPool"))
+
+
+@defvjp(max_pool)
+def _max_pool(cts, x, outputs, kernel_shape, strides, pads):
+    """Each cotangent goes to the cell that won its window (MaxPool's indices output)."""
+    indices = max_pool_indices(x, kernel_shape=kernel_shape, strides=strides, pads=pads)
+    return [scatter_add_flat(x, indices, cts[0])]
+
+
+# Keras averages over the cells inside the input only: ONNX's count_include_pad=0.
+avg_pool = Primitive("avg_pool", _pool_shape, _windowed("AveragePool", count_include_pad=0))
+
+
+@defvjp(avg_pool)
+def _avg_pool(cts, x, outputs, kernel_shape, strides, pads):
+    """Each cotangent spread evenly over its window: a depthwise transposed convolution of ones."""
+    spatial = x.rank - 2
+    pads = explicit_pads(x, kernel_shape, strides, [1] * spatial, pads)
+    y = outputs[0]
+    counts = np.ones([y.shape[2 + d] for d in range(spatial)], np.float32)
+    for d in range(spatial):  # cells inside the input per window: padding does not count (Keras)
+        starts = np.arange(y.shape[2 + d]) * strides[d] - pads[d]
+        size = np.minimum(starts + kernel_shape[d], x.shape[2 + d]) - np.maximum(starts, 0)
+        shape = [1] * spatial
+        shape[d] = -1
+        counts = counts * size.reshape(shape)
+    channels = x.shape[1]
+    ones = x.graph.const(np.ones([channels, 1, *kernel_shape], np.float32))
+    out_pad = _output_padding(x, y, kernel_shape, strides, pads, [1] * spatial)
+    return [conv_transpose(cts[0] / x.graph.const(counts, "float32"), ones, strides=tuple(strides), pads=pads,
+                           dilations=(1,) * spatial, group=channels, output_padding=out_pad)]
+
+
+# MaxPool's second output: where each window's maximum sits, counted over the whole tensor
+max_pool_indices = Primitive("max_pool_indices", lambda x, kernel_shape, strides, pads: Aval(
+    _pool_shape(x, kernel_shape, strides, pads).shape, "int64"))
+
+
+def _max_pool_indices(ctx, x, kernel_shape, strides, pads):
+    where = {"auto_pad": "SAME_UPPER"} if pads is None else {"pads": list(pads)}
+    return ctx.op("MaxPool", x, outputs=2, kernel_shape=kernel_shape, strides=strides, **where)[1]
+
+
+max_pool_indices.lower = _max_pool_indices
+
+# x (N, ...), flat indices like max_pool_indices, values -> zeros like x with the values added
+scatter_add_flat = Primitive("scatter_add_flat", lambda x, idx, values: x)
+
+
+def _scatter_add_flat(ctx, x, idx, values):
+    per_sample = ctx.op("Reshape", x, ctx.ints([0, -1]))
+    size = ctx.op("Slice", ctx.op("Shape", per_sample), ctx.ints([1]), ctx.ints([2]))
+    flat_idx = ctx.op("Mod", ctx.op("Reshape", idx, ctx.ints([0, -1])), size)  # per sample, not per tensor
+    out = ctx.op("ScatterElements", zeros_like(ctx, per_sample), flat_idx,
+                 ctx.op("Reshape", values, ctx.ints([0, -1])), axis=1, reduction="add")
+    return ctx.op("Reshape", out, ctx.op("Shape", x))
+
+
+scatter_add_flat.lower = _scatter_add_flat

@@ -1,0 +1,195 @@
+"""Shape and layout primitives (transpose, reshape, concat, slice, pad, tile, gather and their
+cotangent helpers) with their VJPs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ....ir.base import ShapeError
+from ..graph import Aval, Primitive
+from .. import primitives as P  # the other families, looked up when a rule runs
+from .core import broadcast_shapes, defvjp, onnx_op, same, zeros_like
+from .layout import compose_transposes, inverse, sink_axis
+
+INT64_MIN = np.iinfo(np.int64).min
+
+
+def _transpose_shape(x, perm):
+    if sorted(perm) != list(range(x.rank)):
+        raise ShapeError(f"{perm} is not a permutation of {x.rank} axes")
+    return Aval(tuple(x.shape[p] for p in perm), x.dtype)
+
+
+transpose = Primitive("transpose", _transpose_shape, onnx_op("Transpose"), lambda x, perm: np.transpose(x, perm),
+                      compose_transposes)
+
+
+@defvjp(transpose)
+def _transpose(cts, x, outputs, perm):
+    return [transpose(cts[0], perm=inverse(perm))]
+
+
+def _reshape_shape(x, shape):
+    """ONNX Reshape: 0 copies the input's dimension at that index, one -1 takes what is left."""
+    out = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    if -1 in out:
+        copied = {i for i, d in enumerate(shape) if d == 0}
+        rest = [d for i, d in enumerate(x.shape) if i not in copied]  # what -1 and the given sizes share
+        given = [d for i, d in enumerate(shape) if i not in copied and d != -1]
+        out[out.index(-1)] = None if None in rest else math.prod(rest) // math.prod(given)
+    return Aval(tuple(out), x.dtype)
+
+
+def _reshape_impl(x, shape):
+    return np.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(shape)])
+
+
+reshape = Primitive("reshape", _reshape_shape, impl=_reshape_impl)
+reshape.lower = lambda ctx, x, shape: ctx.op("Reshape", x, ctx.ints(shape))
+
+
+@defvjp(reshape)
+def _reshape(cts, x, outputs, shape):
+    if sum(d is None for d in x.shape) <= 1 and x.shape[1:].count(None) == 0:
+        return [reshape(cts[0], shape=(-1, *x.shape[1:]))]  # static but for the batch
+    return [reshape_like(cts[0], x)]
+
+
+# Reshape `x` to the run-time shape of `like` (a cotangent back to its operand's shape).
+reshape_like = Primitive("reshape_like", lambda x, like: Aval(like.shape, x.dtype))
+reshape_like.lower = lambda ctx, x, like: ctx.op("Reshape", x, ctx.op("Shape", like))
+
+
+@defvjp(reshape_like)
+def _reshape_like(cts, x, like, outputs):
+    return [reshape_like(cts[0], x), None]
+
+
+# Broadcast `x` to the run-time shape of `like`.
+expand_like = Primitive("expand_like", lambda x, like: Aval(like.shape, x.dtype))
+expand_like.lower = lambda ctx, x, like: ctx.op("Expand", x, ctx.op("Shape", like))
+
+
+@defvjp(expand_like)
+def _expand_like(cts, x, like, outputs):
+    return [P.sum_to(cts[0], x.shape), None]
+
+
+def _concat_shape(*xs, axis):
+    axis %= xs[0].rank
+    sizes = [x.shape[axis] for x in xs]
+    shape = list(broadcast_shapes(*[x.shape[:axis] + (1,) + x.shape[axis + 1:] for x in xs]))
+    shape[axis] = None if None in sizes else sum(sizes)
+    return Aval(tuple(shape), xs[0].dtype)
+
+
+concat = Primitive("concat", _concat_shape, onnx_op("Concat"), lambda *xs, axis: np.concatenate(xs, axis))
+concat.rewrite = sink_axis(concat)
+
+
+@defvjp(concat)
+def _concat(cts, *xs, outputs, axis):
+    axis %= outputs[0].rank
+    out, start = [], 0
+    for x in xs:
+        size = x.shape[axis]
+        if size is None:
+            raise ShapeError("the gradient of a concatenation needs known sizes along its axis")
+        out.append(slice_(cts[0], axis=axis, start=start, stop=start + size))
+        start += size
+    return out
+
+
+def _slice_shape(x, axis, start, stop, step=1):
+    shape = list(x.shape)
+    if shape[axis] is not None:
+        shape[axis] = len(range(*slice(start, stop, step).indices(shape[axis])))
+    return Aval(tuple(shape), x.dtype)
+
+
+def _slice_impl(x, axis, start, stop, step=1):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop, step)
+    return x[tuple(index)]
+
+
+slice_ = Primitive("slice", _slice_shape, impl=_slice_impl)
+slice_.lower = lambda ctx, x, axis, start, stop, step=1: ctx.op(
+    "Slice", x, ctx.ints([start]), ctx.ints([stop]), ctx.ints([axis]), ctx.ints([step]))
+
+
+@defvjp(slice_)
+def _slice(cts, x, outputs, axis, start, stop, step=1):
+    size = x.shape[axis]
+    if size is None or step != 1:
+        raise ShapeError("the gradient of a slice needs a known size and a step of 1")
+    first, last, _ = slice(start, stop, step).indices(size)
+    pads = [0] * (2 * x.rank)
+    pads[axis], pads[x.rank + axis] = first, size - max(last, first)
+    return [pad(cts[0], pads=tuple(pads))]
+
+
+def _rev_rewrite(x, axis):
+    inner = x.eqn if x.eqn is not None and x.eqn.prim is rev else None
+    return inner.inputs[0] if inner is not None and inner.params["axis"] == axis else None
+
+
+rev = Primitive("rev", same, impl=lambda x, axis: np.flip(x, axis), rewrite=_rev_rewrite)
+rev.lower = lambda ctx, x, axis: ctx.op("Slice", x, ctx.ints([-1]), ctx.ints([INT64_MIN]), ctx.ints([axis]),
+                                        ctx.ints([-1]))
+
+
+@defvjp(rev)
+def _rev(cts, x, outputs, axis):
+    return [rev(cts[0], axis=axis)]
+
+
+tile = Primitive("tile", lambda x, reps: Aval(tuple(None if d is None else d * r for d, r in zip(x.shape, reps)),
+                                               x.dtype), impl=np.tile)
+tile.lower = lambda ctx, x, reps: ctx.op("Tile", x, ctx.ints(reps))
+
+
+@defvjp(tile)
+def _tile(cts, x, outputs, reps):
+    g = cts[0]
+    # (r0*d0, r1*d1, ...) -> (r0, d0, r1, d1, ...) summed over the r axes
+    split = []
+    for r, d in zip(reps, x.shape):
+        split += [r, 0 if d is None else d]
+    if None in x.shape and any(r != 1 for r, d in zip(reps, x.shape) if d is None):
+        raise ShapeError("the gradient of tiling an unknown dimension is not supported")
+    g = reshape(g, shape=tuple(split))
+    g = P.reduce_sum(g, axes=tuple(range(0, 2 * x.rank, 2)), keepdims=False)
+    return [g]
+
+
+pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pads[i] + pads[i + x.rank]
+                                                   for i, d in enumerate(x.shape)), x.dtype),
+                impl=lambda x, pads: np.pad(x, list(zip(pads[:x.ndim], pads[x.ndim:]))))
+pad.lower = lambda ctx, x, pads: ctx.op("Pad", x, ctx.ints(pads))
+
+
+@defvjp(pad)
+def _pad(cts, x, outputs, pads):
+    g = cts[0]
+    for axis in range(x.rank):
+        if pads[axis] or pads[axis + x.rank]:
+            stop = g.shape[axis] - pads[axis + x.rank] if g.shape[axis] is not None else -pads[axis + x.rank]
+            g = slice_(g, axis=axis, start=pads[axis], stop=stop)
+    return [g]
+
+
+gather = Primitive("gather", lambda table, idx: Aval(idx.shape + table.shape[1:], table.dtype), onnx_op("Gather"))
+
+
+@defvjp(gather)
+def _gather(cts, table, indices, outputs):
+    return [scatter_add_rows(table, indices, cts[0]), None]
+
+
+# table (V, D), indices (...), rows (..., D) -> zeros like table with the rows added at the indices
+scatter_add_rows = Primitive("scatter_add_rows", lambda table, idx, rows: table)
+scatter_add_rows.lower = lambda ctx, table, idx, rows: ctx.op(
+    "ScatterND", zeros_like(ctx, table), ctx.op("Unsqueeze", ctx.op("Cast", idx, to=ctx.dtype("int64")), ctx.ints([-1])),
+    rows, reduction="add")
