@@ -14,6 +14,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from ...errors import SpecError
+from ...ir import windows
 from ...ir.base import TensorType, Weight
 from ...ir.expr import BinOp, Func, Neg, Num, Var as ExprVar, parse_expression
 from ...ir.layers import Layer
@@ -223,28 +224,12 @@ def channels_last(x: Var) -> Var:
     return P.transpose(x, perm=(0, *range(2, x.rank), 1))
 
 
-def _pads(padding: str, sizes, kernel, strides, dilations) -> tuple[int, ...] | None:
-    """ONNX pads (all begins, then all ends) for Keras padding; None: ONNX SAME_UPPER at run time."""
-    if padding == "valid":
-        return (0,) * (2 * len(kernel))
-    if padding == "causal":
-        return tuple((k - 1) * d for k, d in zip(kernel, dilations)) + (0,) * len(kernel)
-    totals = []
-    for n, k, s, d in zip(sizes, kernel, strides, dilations):
-        if n is None and s > 1:
-            return None
-        n = n or 1  # with stride 1 the padding does not depend on the size
-        totals.append(max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0))
-    # TF 'same': the odd cell goes at the end.
-    return tuple(t // 2 for t in totals) + tuple(t - t // 2 for t in totals)
-
-
 @expands("Conv1D", "Conv2D")
 def _conv(c):
     layer, rank = c.layer, c.layer.rank
     kernel = P.transpose(c.w("kernel"), perm=(rank + 1, rank, *range(rank)))  # (*k, C/g, F) -> (F, C/g, *k)
     y = P.conv(channels_first(c.x), kernel, c.w("bias"), strides=tuple(layer.strides),
-               pads=_pads(layer.padding, c.x.shape[1:-1], layer.kernel_size, layer.strides, layer.dilation_rate),
+               pads=windows.keras_pads(layer.padding, c.x.shape[1:-1], layer.kernel_size, layer.strides, layer.dilation_rate),
                dilations=tuple(layer.dilation_rate), group=layer.groups)
     return activation(layer.activation, channels_last(y))
 
@@ -253,7 +238,7 @@ def _pool(prim: P.Primitive) -> Expansion:
     def expansion(c):
         layer = c.layer
         strides = tuple(layer.strides or layer.pool_size)
-        pads = _pads(layer.padding, c.x.shape[1:-1], layer.pool_size, strides, [1] * layer.rank)
+        pads = windows.keras_pads(layer.padding, c.x.shape[1:-1], layer.pool_size, strides, [1] * layer.rank)
         return channels_last(prim(channels_first(c.x), kernel_shape=tuple(layer.pool_size), strides=strides,
                                   pads=pads))
     return expansion

@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
+from ...ir import windows
 from ...ir.functions import ACTIVATIONS
 from .lift_graph import PROBE_BATCHES, Probe, Record, Tensor, View
 from .recurrent import ONNX_GATE_ORDER
@@ -460,27 +461,13 @@ def _padding(lf, v: View, positions, kernel, strides, pads, dilations, auto_pad:
     dims = v.dims()[2:]
     begin = [pads[p] for p in positions]
     end = [pads[p + s] for p in positions]
-    same = []
-    for p in positions:
-        n, k, st, d = dims[p], kernel[p], strides[p], dilations[p]
-        if n is None and st > 1:
-            same = None
-            break
-        total = max((-(-(n or 1) // st) - 1) * st + (k - 1) * d + 1 - (n or 1), 0) if n else (k - 1) * d
-        same.append((total // 2, total - total // 2))
+    same = [windows.same_pads(dims[p], kernel[p], strides[p], dilations[p]) for p in positions]
+    same = None if None in same else same
     if same is not None and begin == [b for b, _ in same] and end == [e for _, e in same]:
         return "same"
-    if causal_ok and begin == [(kernel[p] - 1) * dilations[p] for p in positions] and not any(end):
+    if causal_ok and begin == [windows.causal_pads(kernel[p], dilations[p])[0] for p in positions] and not any(end):
         return "causal"
     raise lf.fail(f"padding {pads} is neither Keras's 'valid' nor 'same'")
-
-
-def _spatial_out(n, k, st, d, padding):
-    if n is None:
-        return None
-    if padding == "valid":
-        return (n - (d * (k - 1) + 1)) // st + 1
-    return -(-n // st)
 
 
 def _window(lf, node, kernel_shape) -> tuple:
@@ -502,7 +489,7 @@ def _window(lf, node, kernel_shape) -> tuple:
 def _window_output(rec: Record, v: View, r: int, positions, kernel, strides, dilations, padding, channels):
     """The window op's output tensor, laid out as its input (channels-first, size-1 dims kept)."""
     dims = v.dims()[2:]
-    spatial = tuple(_spatial_out(dims[p], k, st, d, padding)
+    spatial = tuple(windows.keras_output_size(dims[p], k, st, padding, d)
                     for p, k, st, d in zip(positions, kernel, strides, dilations))
     out = rec.output((*spatial, channels))
     axes = [0, r + 1] + [positions.index(p) + 1 if p in positions else None for p in range(v.rank - 2)]

@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator, model_validator
 
+from . import windows
 from .base import Family, ShapeError, TensorType, Weight
 from .functions import (
     Activation, Constraint, Initializer, Regularizer, GlorotUniform, Linear, Ones, Orthogonal, RandomUniform,
@@ -265,15 +266,11 @@ IntOrTuple = int | list[int]
 
 
 def _spatial_out(size: int | None, window: int, stride: int, padding: str, dilation: int = 1) -> int | None:
-    if size is None:
-        return None
-    extent = dilation * (window - 1) + 1
-    if padding == "valid":
-        out = (size - extent) // stride + 1
-        if out < 1:
-            raise ShapeError(f"a window of {extent} does not fit an input of size {size} with padding 'valid'")
-        return out
-    return -(-size // stride)  # 'same' and 'causal': ceil(size / stride)
+    out = windows.keras_output_size(size, window, stride, padding, dilation)
+    if out is not None and out < 1:
+        raise ShapeError(f"a window of {windows.extent(window, dilation)} does not fit an input of size {size} "
+                         "with padding 'valid'")
+    return out
 
 
 class _Spatial(Layer):
