@@ -15,7 +15,8 @@ import numpy as np
 import onnx
 
 from .atomic import write_bytes
-from .backends.onnx.compile import SOURCE, analyzed, compile_spec, metadata, read_onnx, spec_from_onnx
+from .backends.onnx.compile import analyzed, read_onnx
+from .onnx_file import carries_spec, compile_spec, spec_from_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
 from .backends.onnx.runtime import Session
 from .ir.model import Model as IRModel
@@ -143,7 +144,7 @@ def load(path_or_spec: str | Path | Spec | IRModel, weights: str | Path | Weight
         if weights is not None or seed is not None:
             raise ValueError("weights and seed apply to specs; an ONNX model carries its weights")
         proto = read_onnx(path_or_spec)
-        spec = spec_from_onnx(proto, str(path_or_spec)) if SOURCE in metadata(proto) else None
+        spec = spec_from_onnx(proto, str(path_or_spec)) if carries_spec(proto) else None
         return Model(proto, spec, None, device)
     spec = _spec(path_or_spec)
     if weights is None:

@@ -345,7 +345,7 @@ def _plot(args) -> int:
             print(f"wrote {output}")
             return EXIT_OK
     if suffix == ".onnx":
-        from .backends.onnx.compile import spec_from_onnx
+        from .onnx_file import spec_from_onnx
 
         spec = spec_from_onnx(path)
     else:

@@ -70,7 +70,7 @@ def read(path: str, weights: str | None = None, seed: int | None = None) -> Sour
         if weights is not None or seed is not None:
             raise SpecError("--weights and --seed apply to specs and Keras JSON; an ONNX model carries its weights",
                             path)
-        from .backends.onnx.lift import lift
+        from .onnx_file import lift
 
         lifted = lift(path)
         return Source(lifted.model, lifted.weights, path, notes=lifted.notes)
@@ -135,7 +135,8 @@ def write(source: Source, out: Path, opset: int | None = None) -> tuple[list[str
 
 
 def _onnx(source: Source, out: Path, opset: int | None) -> list[str]:
-    from .backends.onnx import DEFAULT_OPSET, compile_model
+    from .backends.onnx import DEFAULT_OPSET
+    from .onnx_file import compile_model
 
     proto = compile_model(source.model, source.weights, opset or DEFAULT_OPSET, source=source.text,
                           path=source.path if source.text is not None else None)

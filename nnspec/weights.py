@@ -1,5 +1,5 @@
-"""A model's weights: {layer name: [arrays in Keras get_weights() order]}, the order of the IR's
-`Layer.weights`. Fresh ones from the spec's initializers, checks, and the .npz weights file."""
+"""A model's weights (nnspec.ir.weights: the type and the check): fresh ones from the spec's
+initializers, and the .npz weights file."""
 from __future__ import annotations
 
 import zipfile
@@ -14,8 +14,7 @@ from .initializers import sample
 from .ir.base import TensorType, Weight
 from .ir.layers import LSTM, Bidirectional, Layer, TimeDistributed
 from .ir.model import Analysis
-
-Weights = dict[str, list[np.ndarray]]
+from .ir.weights import Weights, check_weights
 
 
 def _owners(layer: Layer, ins: list[TensorType]) -> list[tuple[Layer, list[TensorType]]]:
@@ -53,25 +52,6 @@ def initial_weights(analysis: Analysis, seed: int | None = None) -> Weights:
         if arrays:
             out[info.layer.name] = arrays
     return out
-
-
-def check_weights(analysis: Analysis, weights: Weights, path: str | None = None) -> None:
-    """Every layer gets the arrays its spec asks for, in number and shape."""
-    names = {info.layer.name for info in analysis.layers}
-    for layer, arrays in weights.items():
-        if layer not in names and len(arrays):
-            raise SpecError(f"weights given for layer '{layer}', which the model does not have", path)
-    for info in analysis.layers:
-        specs = info.layer.weights(info.inputs)
-        got = weights.get(info.layer.name, [])
-        if len(got) != len(specs):
-            wanted = ", ".join(f"{w.name} {w.shape}" for w in specs) or "none"
-            raise SpecError(f"layer '{info.layer.name}' takes {len(specs)} weight array(s) ({wanted}), "
-                            f"got {len(got)}", path)
-        for w, a in zip(specs, got):
-            if tuple(np.shape(a)) != tuple(w.shape):
-                raise SpecError(f"weight '{info.layer.name}/{w.name}' has shape {tuple(np.shape(a))}; "
-                                f"the spec needs {tuple(w.shape)}", path)
 
 
 def save_weights(path: str | Path, weights: Weights, analysis: Analysis) -> None:

@@ -17,26 +17,13 @@ from pydantic import BaseModel
 
 from .formatter import format_text
 from .ir.layers import ActivationLayer, Layer, Lambda, _Spatial
-from .ir.model import Analysis, Model, Namer, analyze
+from .ir.model import Analysis, Model, Namer, analyze, is_chain
 from .ir.training import TrainConfig
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _KEYWORDS = {"let", "block", "model", "input", "output", "repeat", "train", "true", "True", "false", "False",
              "none", "None", "null"}
 _TUPLES = {"kernel_size", "strides", "pool_size", "dilation_rate", "target_shape", "dims", "noise_shape"}
-
-
-def is_chain(analysis: Analysis) -> bool:
-    """One input, one output, each layer single-output and reading the layer before: a stack."""
-    model = analysis.model
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        return False
-    previous = model.inputs[0].name
-    for info in analysis.layers:
-        if info.layer.inputs != [previous] or len(info.outputs) != 1:
-            return False
-        previous = info.layer.name
-    return model.outputs == [previous]
 
 
 def write_nn(model: Model, comments: list[str] = ()) -> str:

@@ -3,7 +3,7 @@ numpy reference (tests/reference.py) applied to the same layers."""
 import numpy as np
 import onnx
 
-from nnspec.backends.onnx import compile_model
+from nnspec.onnx_file import compile_model
 from nnspec.backends.onnx.runtime import Session
 from nnspec.ir.model import Model, analyze
 from reference import output_mask, run_layer

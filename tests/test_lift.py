@@ -8,7 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from convert_support import CATALOG, MODELS, NOT_LIFTED, assert_same_weights, catalog_inputs, catalog_model, \
     catalog_weights, fixture, io
-from nnspec.backends.onnx.lift import LiftError, lift, unfold
+from nnspec.backends.onnx.lift import LiftError, unfold
+from nnspec.onnx_file import lift
 from nnspec.errors import SpecError
 from nnspec.ir.layers import BatchNormalization
 from onnx_support import assert_close, compiled, run_onnx

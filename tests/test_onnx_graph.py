@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from nnspec.backends.onnx import compile_model, compile_spec, spec_from_onnx
+from nnspec.onnx_file import compile_model, compile_spec, spec_from_onnx
 from nnspec.backends.onnx.emit import MAX_OPSET, MIN_OPSET
 from nnspec.errors import SpecError
 from nnspec.loader import dump_json, loads

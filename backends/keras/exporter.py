@@ -23,10 +23,9 @@ from ...atomic import atomic_path
 from ...errors import Diagnostic, SpecError
 from ...ir.base import TensorType
 from ...ir.layers import Layer
-from ...ir.model import Model, analyze
+from ...ir.model import Model, analyze, is_chain
 from ...ir.validation import json_path
-from ...weights import Weights, check_weights
-from ...writer import is_chain
+from ...ir.weights import Weights, check_weights
 from .catalog import snake_case
 from .layer_export import inner_name, keras_layer
 from .train_config import export_train

@@ -19,7 +19,7 @@ from ...errors import Diagnostic, SpecError
 from ...ir.layers import FLOAT_DTYPES, INT_DTYPES
 from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import json_path
-from ...weights import Weights, check_weights
+from ...ir.weights import Weights, check_weights
 from . import catalog, reader
 from .layer_import import layer as import_layer
 from .model import KerasLayer, KerasModel, TensorRef

@@ -1,5 +1,4 @@
-"""A model and its weights -> an inference ONNX model; and back from the file to its spec, which
-the file carries in its metadata."""
+"""A model and its weights -> an inference ONNX model (nnspec.onnx_file adds the spec it came from)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,20 +6,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ... import __version__
 from ...errors import Diagnostic, SpecError
 from ...ir.layers import FLOAT_DTYPES
 from ...ir.model import Analysis, Model, analyze, output_names
 from ...ir.validation import json_path
-from ...loader import SPEC_SUFFIXES, Spec, dump_json, loads
-from ...weights import Weights, check_weights
+from ...ir.weights import Weights, check_weights
 from . import primitives as P
 from . import recurrent  # noqa: F401  (registers the recurrent layers in the layer table)
 from .emit import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .graph import Graph, Var
 from .layers import LayerCall, TrainContext, expand, output_mask
 
-SOURCE, SUFFIX, VERSION = "nnspec.source", "nnspec.suffix", "nnspec.version"
 COMPUTE_DTYPE = "float32"  # Keras layers compute in float32 whatever float the input holds
 
 
@@ -62,44 +58,21 @@ def trace(analysis: Analysis, weights: Weights, fused: bool = True, graph: Graph
     return graph, {name: tensors[name] for name in analysis.model.outputs}
 
 
-def compile_model(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *, source: str | None = None,
-                  path: str | None = None, fused: bool = True) -> onnx.ModelProto:
-    """`weights`: {layer name: arrays in Keras get_weights() order}. `source` is the spec text
-    stored in the file (the resolved JSON if None); `path` names the spec in errors and gives
-    the stored text's format by its suffix (.nn if None). `fused=False` keeps every layer in
-    primitives (no Gemm, BatchNormalization, LayerNormalization or recurrent ONNX ops)."""
+def compile_onnx(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *, path: str | None = None,
+                 fused: bool = True) -> onnx.ModelProto:
+    """`weights`: {layer name: arrays in Keras get_weights() order}; `path` names the spec in errors.
+    `fused=False` keeps every layer in primitives (no Gemm, BatchNormalization, LayerNormalization
+    or recurrent ONNX ops)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is not supported; choose one from {MIN_OPSET} to {MAX_OPSET}")
     analysis = analyzed(model, path)
     check_weights(analysis, weights, path)
     graph, outputs = trace(analysis, weights, fused)
-    proto = to_onnx(graph, outputs, opset, model.name)
-    proto.producer_version = __version__
-    suffix = Path(path or "spec.nn").suffix.lower() or ".nn"
-    if source is None or suffix not in SPEC_SUFFIXES:  # a model read from Keras or ONNX: its resolved JSON
-        suffix = ".json"
-    onnx.helper.set_model_props(proto, {SOURCE: dump_json(model) if source is None else source, SUFFIX: suffix,
-                                        VERSION: __version__})
-    return proto
-
-
-def compile_spec(spec: Spec, weights: Weights, opset: int = DEFAULT_OPSET, fused: bool = True) -> onnx.ModelProto:
-    return compile_model(spec.model, weights, opset, source=spec.source, path=spec.path, fused=fused)
+    return to_onnx(graph, outputs, opset, model.name)
 
 
 def metadata(proto: onnx.ModelProto) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
-
-
-def spec_from_onnx(model: str | Path | onnx.ModelProto, path: str | None = None) -> Spec:
-    """The spec an nnspec-written ONNX file was compiled from; `path` names a loaded model's file."""
-    if not isinstance(model, onnx.ModelProto):
-        path, model = str(model), read_onnx(model)
-    where = path or "<onnx>"
-    props = metadata(model)
-    if SOURCE not in props:
-        raise SpecError("not written by nnspec: no 'nnspec.source' in its metadata", where)
-    return loads(props[SOURCE], f"{where}#spec{props.get(SUFFIX, '.nn')}")
 
 
 def read_onnx(path: str | Path) -> onnx.ModelProto:

@@ -32,8 +32,7 @@ from ...errors import SpecError
 from ...ir.layers import LAYERS, FLOAT_DTYPES, INT_DTYPES
 from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import messages
-from ...weights import Weights, check_weights
-from .compile import SOURCE, metadata, spec_from_onnx
+from ...ir.weights import Weights, check_weights
 from .lift_graph import LiftError, Record, Tensor, View
 
 _WEIGHTED = {"Dense", "Conv1D", "Conv2D"}  # layers an activation or a bias add can join
@@ -47,14 +46,14 @@ class Lifted:
     folded: dict[str, tuple] = field(default_factory=dict)  # BatchNormalization layers lifted from x * scale + shift
 
 
-def lift(source: str | Path | onnx.ModelProto, name: str | None = None) -> Lifted:
-    """The IR model and weights of an ONNX file or loaded model (`name` labels a loaded one)."""
+def lift(source: str | Path | onnx.ModelProto, name: str | None = None, model: Model | None = None) -> Lifted:
+    """The IR model and weights of an ONNX file or loaded model (`name` labels a loaded one). With
+    `model` (the spec an nnspec-written file carries), that model with its weights found in the graph."""
     path = name or (str(source) if not isinstance(source, onnx.ModelProto) else "<onnx>")
     proto = source if isinstance(source, onnx.ModelProto) else load_checked(source)
-    if SOURCE in metadata(proto):
-        spec = spec_from_onnx(proto, path)
+    if model is not None:
         lifted = _Lifter(proto, path, scope_depth=0).run()
-        return Lifted(spec.model, _weights_for(spec.model, lifted, path), lifted.notes)
+        return Lifted(model, _weights_for(model, lifted, path), lifted.notes)
     return _Lifter(proto, path, scope_depth=None).run()
 
 

@@ -231,3 +231,16 @@ def _check_losses(model: Model, analysis: Analysis) -> list[GraphError]:
             errors.append(GraphError(
                 f"{l.name} needs one output per class, but the model's output {out} has 1", ("train", "loss")))
     return errors
+
+
+def is_chain(analysis: Analysis) -> bool:
+    """One input, one output, each layer single-output and reading the layer before: a stack."""
+    model = analysis.model
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return False
+    previous = model.inputs[0].name
+    for info in analysis.layers:
+        if info.layer.inputs != [previous] or len(info.outputs) != 1:
+            return False
+        previous = info.layer.name
+    return model.outputs == [previous]

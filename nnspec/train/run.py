@@ -179,7 +179,7 @@ def evaluate(spec: Spec, config: TrainConfig, data: datasets.Data, weights: Weig
 def saver(spec: Spec):
     """How model_checkpoint saves: an ONNX model, or (weights_only, or a .npz path) the weights."""
     from ..atomic import write_bytes
-    from ..backends.onnx import compile_spec
+    from ..onnx_file import compile_spec
 
     def save(path: Path, weights: Weights, weights_only: bool) -> None:
         if weights_only or path.suffix == ".npz":
@@ -217,7 +217,7 @@ def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot
     written atomically. Returns the paths written."""
     import onnx
 
-    from ..backends.onnx import compile_model
+    from ..onnx_file import compile_model
     from ..atomic import write_bytes
 
     # the model as it was trained: its train section holds the settings the run really used
