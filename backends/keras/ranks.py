@@ -1,4 +1,5 @@
-"""Output ranks of layers, as far as the config alone tells them.
+"""Output ranks of layers, as far as the config alone tells them (each IR layer class says how:
+`Layer.keras_rank`).
 
 Only needed to put normalization axes in one form: Keras 2 saves a built
 BatchNormalization's axis as positive ints ([1] on a rank-2 input), Keras 3 as given
@@ -6,17 +7,9 @@ BatchNormalization's axis as positive ints ([1] on a rank-2 input), Keras 3 as g
 """
 from __future__ import annotations
 
-import re
-
+from ...ir.layers import LAYERS
+from .layer_import import ACTIVATION_LAYERS
 from .model import KerasLayer, KerasModel
-
-_SAME_RANK = re.compile(
-    r"^(Dense|EinsumDense|BatchNormalization|LayerNormalization|GroupNormalization|UnitNormalization"
-    r"|Activation|ReLU|LeakyReLU|ELU|PReLU|Softmax|ThresholdedReLU|Dropout|SpatialDropout\dD|Gaussian\w+"
-    r"|AlphaDropout|Masking|Identity|Rescaling|ActivityRegularization|Permute"
-    r"|Conv\dD(Transpose)?|SeparableConv\dD|DepthwiseConv\dD|(Max|Average)Pooling\dD"
-    r"|UpSampling\dD|ZeroPadding\dD|Cropping\dD|Add|Subtract|Multiply|Average|Maximum|Minimum"
-    r"|Concatenate)$")
 
 
 def _rank(layer: KerasLayer, inputs: list) -> int | None:
@@ -25,23 +18,13 @@ def _rank(layer: KerasLayer, inputs: list) -> int | None:
         shape = cfg.get("batch_shape")
         return len(shape) if isinstance(shape, list) else None
     first = inputs[0] if inputs else None
-    if _SAME_RANK.match(cls):
+    if cls in ACTIVATION_LAYERS:  # read as Activation layers
         return first
-    if cls in ("Flatten",):
-        return 2
-    if cls == "RepeatVector":
-        return 3
-    if cls == "Reshape" and isinstance(cfg.get("target_shape"), list):
-        return len(cfg["target_shape"]) + 1
-    if cls.startswith("Global") and first is not None:
-        return first if cfg.get("keepdims") else first - 1
-    if cls == "Embedding" and first is not None:
-        return first + 1
-    if cls in ("LSTM", "GRU", "SimpleRNN"):
-        return 3 if cfg.get("return_sequences") else 2
-    if cls == "Bidirectional":
-        return 3 if cfg.get("layer", {}).get("config", {}).get("return_sequences") else 2
-    return None
+    try:
+        member = LAYERS.members[LAYERS.canonical(cls)]
+    except ValueError:  # no nnspec layer: refused when the model is read
+        return None
+    return member.keras_rank(cfg, first)
 
 
 def negative_axes(model: KerasModel) -> None:

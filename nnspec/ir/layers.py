@@ -33,6 +33,13 @@ class Layer(BaseModel):
     aliases: ClassVar[tuple[str, ...]] = ()  # how a spec may spell it, besides the Keras class name
     positional: ClassVar[tuple[str, ...]] = ()
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # least and most tensors it takes
+    keeps_rank: ClassVar[bool] = False  # output rank = input rank, whatever the config
+
+    @classmethod
+    def keras_rank(cls, config: dict, rank: int | None) -> int | None:
+        """Output rank (batch included) from a Keras config and the input's rank, before any layer is
+        built (the Keras reader puts normalization axes in one form with it); None: not told."""
+        return rank if cls.keeps_rank else None
 
     def infer(self, ins: list[TensorType]) -> list[TensorType]:
         return [ins[0]]
@@ -72,6 +79,8 @@ def _axis(axis: int, rank: int, layer: str) -> int:
 
 class _Kernel(Layer):
     """Fields shared by layers with a kernel and a bias."""
+
+    keeps_rank = True
 
     activation: Activation = Linear()
     use_bias: bool = True
@@ -115,6 +124,7 @@ class Dense(_Kernel):
 
 class ActivationLayer(Layer):
     type: Literal["Activation"] = "Activation"
+    keeps_rank = True
     aliases = ("activation",)
     positional = ("activation",)
     activation: Activation
@@ -122,6 +132,7 @@ class ActivationLayer(Layer):
 
 class Dropout(Layer):
     type: Literal["Dropout"] = "Dropout"
+    keeps_rank = True
     aliases = ("dropout",)
     positional = ("rate",)
     rate: float = Field(ge=0.0, lt=1.0)
@@ -132,6 +143,10 @@ class Dropout(Layer):
 class Flatten(Layer):
     type: Literal["Flatten"] = "Flatten"
     aliases = ("flatten",)
+
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return 2
 
     def infer(self, ins):
         t = ins[0]
@@ -154,6 +169,10 @@ class Reshape(Layer):
             raise ValueError("target_shape takes positive sizes and at most one -1")
         return v
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return len(config["target_shape"]) + 1 if isinstance(config.get("target_shape"), list) else None
+
     def infer(self, ins):
         t = ins[0]
         size = math.prod(_known(d, "every dimension of Reshape's input") for d in t.shape)
@@ -171,6 +190,7 @@ class Reshape(Layer):
 
 class Permute(Layer):
     type: Literal["Permute"] = "Permute"
+    keeps_rank = True
     aliases = ("permute",)
     positional = ("dims",)
     dims: list[int]
@@ -188,6 +208,10 @@ class RepeatVector(Layer):
     positional = ("n",)
     n: PositiveInt
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return 3
+
     def infer(self, ins):
         t = ins[0]
         if len(t.shape) != 1:
@@ -197,6 +221,7 @@ class RepeatVector(Layer):
 
 class ActivityRegularization(Layer):
     type: Literal["ActivityRegularization"] = "ActivityRegularization"
+    keeps_rank = True
     aliases = ("activity_regularization",)
     positional = ("l1", "l2")
     l1: NonNegativeFloat = 0.0
@@ -205,6 +230,7 @@ class ActivityRegularization(Layer):
 
 class Masking(Layer):
     type: Literal["Masking"] = "Masking"
+    keeps_rank = True
     aliases = ("masking", "mask")
     positional = ("mask_value",)
     mask_value: float = 0.0
@@ -249,6 +275,10 @@ class Embedding(Layer):
     mask_zero: bool = False
     input_length: int | None = None
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return None if rank is None else rank + 1
+
     def infer(self, ins):
         t = ins[0]
         if t.dtype not in INT_DTYPES:
@@ -275,6 +305,8 @@ def _spatial_out(size: int | None, window: int, stride: int, padding: str, dilat
 
 class _Spatial(Layer):
     """Layers over `rank` spatial dimensions followed by channels (channels-last, as in Keras)."""
+
+    keeps_rank = True
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
     rank: ClassVar[int] = 2
@@ -385,6 +417,10 @@ class AveragePooling2D(_Pool):
 class _GlobalPool(_Spatial):
     keepdims: bool = False
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return None if rank is None else rank if config.get("keepdims") else rank - 1
+
     def infer(self, ins):
         t = ins[0]
         self._check_rank(t)
@@ -420,6 +456,7 @@ class GlobalAveragePooling2D(_GlobalPool):
 
 
 class _Norm(Layer):
+    keeps_rank = True
     axis: int = -1
     epsilon: float = Field(1e-3, gt=0)
     center: bool = True
@@ -498,6 +535,10 @@ class _Recurrent(Layer):
     stateful: bool = False
     unroll: bool = False
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return 3 if config.get("return_sequences") else 2
+
     def infer(self, ins):
         t = ins[0]
         _floating(t, self.type)
@@ -561,6 +602,10 @@ class Bidirectional(Layer):
     merge_mode: Literal["concat", "sum", "mul", "ave"] | None = "concat"
     backward_layer: RECURRENT.type | None = None
 
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return 3 if config.get("layer", {}).get("config", {}).get("return_sequences") else 2
+
     def _backward(self) -> _Recurrent:
         return self.backward_layer or self.layer.model_copy(update={"go_backwards": not self.layer.go_backwards})
 
@@ -610,6 +655,7 @@ class TimeDistributed(Layer):
 
 
 class _Merge(Layer):
+    keeps_rank = True
     n_inputs = (2, None)
 
     def infer(self, ins):
