@@ -59,11 +59,14 @@ CATALOG = {
         {"type": "Conv2D", "filters": 4, "kernel_size": [3, 2], "strides": 2, "use_bias": False},
         {"type": "MaxPooling2D", "pool_size": 2, "padding": "same"}, {"type": "AveragePooling2D", "pool_size": [2, 1]},
         {"type": "GlobalMaxPooling2D"}, _dense(3)], None),
+    "conv2d_gap": ([[6, 6, 2]], [
+        {"type": "Conv2D", "filters": 3, "kernel_size": 2}, {"type": "GlobalAveragePooling2D"}, _dense(2)], None),
     "conv1d": ([[16, 3]], [
         {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "causal", "dilation_rate": 2},
         {"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "same", "strides": 2, "activation": "tanh"},
         {"type": "MaxPooling1D", "pool_size": 2, "strides": 1}, {"type": "LayerNormalization", "epsilon": 1e-5},
-        {"type": "GlobalAveragePooling1D"}, _dense(2)], None),
+        {"type": "AveragePooling1D", "pool_size": 2, "padding": "same"}, {"type": "GlobalAveragePooling1D"},
+        _dense(2)], None),
     "recurrent": ([[5, 4]], [
         {"type": "GRU", "units": 6, "reset_after": False, "return_sequences": True},
         {"type": "GRU", "units": 5, "return_sequences": True},
@@ -93,7 +96,7 @@ CATALOG = {
         {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 3, "return_sequences": True}},
         {"type": "TimeDistributed", "layer": _dense(2)}, {"type": "Flatten"}, _dense(1)], None),
     "masking": ([[5, 3]], [{"type": "Masking"}, {"type": "LSTM", "units": 4}, {"type": "Dropout", "rate": 0.5},
-                           _dense(2)], None),
+                           {"type": "ActivityRegularization", "l2": 0.01}, _dense(2)], None),
 }
 NOT_LIFTED = {"wrappers", "masking"}
 

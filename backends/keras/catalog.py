@@ -1,12 +1,14 @@
 """What the reader knows about stock Keras layers: which classes it accepts, and which
 weights (names, order, shapes) a layer's config implies.
 
-Only classes listed here are read; anything else is a custom class whose behaviour lives
-in Python code we do not have (and must not run).
+Only classes listed here, and the IR's own layer kinds, are read; anything else is a custom
+class whose behaviour lives in Python code we do not have (and must not run).
 """
 from __future__ import annotations
 
 import re
+
+from ...ir.layers import LAYERS
 
 # Old or alternative spellings -> the class name Keras 3 serializes.
 ALIASES = {
@@ -70,7 +72,10 @@ _WITH_WEIGHTS = (
     | _RNN | _CONV | _CONV_T | _SEPARABLE | _DEPTHWISE | WRAPPERS
 )
 
-STOCK_LAYERS = WEIGHTLESS | _WITH_WEIGHTS | OTHER_STOCK | MODEL_CLASSES
+# Every IR layer kind is the Keras class of its name (unless it says Keras has none).
+IR_LAYERS = {kind for kind, member in LAYERS.members.items() if member.no_keras is None}
+
+STOCK_LAYERS = WEIGHTLESS | _WITH_WEIGHTS | OTHER_STOCK | MODEL_CLASSES | IR_LAYERS
 
 RNN_LAYERS = _RNN | {"RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
 

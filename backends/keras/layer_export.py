@@ -92,8 +92,8 @@ def keras_layer(layer: Layer, major: int, name: str | None = None) -> tuple[str,
     """(class name, config) of the Keras layer for an IR layer; `name` for a wrapper's inner layers."""
     name = name or layer.name
     where = f"layer '{name}'"
-    if layer.type == "Lambda":
-        raise ExportError(where, "nnspec's lambda has no safe Keras equivalent (Keras's Lambda is Python code)")
+    if layer.no_keras:
+        raise ExportError(where, layer.no_keras)
     head = {"name": name, "trainable": layer.trainable, "dtype": "float32"}
     if layer.type == "Activation":
         cls, config = activation_layer(layer.activation, major, where)

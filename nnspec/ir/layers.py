@@ -34,6 +34,9 @@ class Layer(BaseModel):
     positional: ClassVar[tuple[str, ...]] = ()
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # least and most tensors it takes
     keeps_rank: ClassVar[bool] = False  # output rank = input rank, whatever the config
+    # Why Keras has no class for this kind (None: the Keras class of the same name, whose config
+    # keys are the fields); such a kind is never read from nor written to Keras files.
+    no_keras: ClassVar[str | None] = None
 
     @classmethod
     def keras_rank(cls, config: dict, rank: int | None) -> int | None:
@@ -247,6 +250,7 @@ class Lambda(Layer):
 
     type: Literal["Lambda"] = "Lambda"
     aliases = ("lambda",)
+    no_keras = "nnspec's lambda has no safe Keras equivalent (Keras's Lambda is Python code)"
     positional = ("expression",)
     expression: str
 
