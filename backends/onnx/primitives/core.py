@@ -35,7 +35,8 @@ def comparison(*xs: Aval) -> Aval:
     return Aval(elementwise(*xs).shape, "bool")
 
 
-def _axes(axes, rank: int) -> list[int]:
+def positive_axes(axes, rank: int) -> list[int]:
+    """Axes counted from 0, sorted (negative ones count from the end)."""
     return sorted(a % rank for a in axes)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..graph import Primitive, Var
 from .. import primitives as P  # the other families, looked up when a rule runs
-from .core import _axes
+from .core import positive_axes
 
 
 def transposed(v: Var | None) -> tuple[Var, tuple[int, ...]] | None:
@@ -72,7 +72,7 @@ def sink_reduce(prim: Primitive) -> Callable:
         if t is None:
             return None
         y, perm = t
-        axes = _axes(axes, x.rank)
+        axes = positive_axes(axes, x.rank)
         out = prim(y, axes=tuple(sorted(perm[a] for a in axes)), keepdims=keepdims)
         if keepdims:
             return P.transpose(out, perm=perm)

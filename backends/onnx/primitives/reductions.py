@@ -8,12 +8,12 @@ import numpy as np
 
 from ..graph import Aval, Primitive, Var
 from .. import primitives as P  # the other families, looked up when a rule runs
-from .core import _axes, defvjp, onnx_op, same
+from .core import defvjp, onnx_op, positive_axes, same
 from .layout import sink_axis, sink_reduce
 
 
 def _reduce_shape(x, axes, keepdims):
-    axes = _axes(axes, x.rank)
+    axes = positive_axes(axes, x.rank)
     return Aval(tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keepdims or i not in axes), x.dtype)
 
 
@@ -39,7 +39,7 @@ def sum_to(g: Var, shape: tuple) -> Var:
 
 
 def _unreduce(g: Var, x: Var, axes, keepdims: bool) -> Var:
-    axes = _axes(axes, x.rank)
+    axes = positive_axes(axes, x.rank)
     if not keepdims:
         g = P.reshape(g, shape=_kept_shape(g, x, axes))
     return P.expand_like(g, x)
@@ -69,7 +69,7 @@ def _reduce_sum(cts, x, outputs, axes, keepdims):
 
 @defvjp(reduce_mean)
 def _reduce_mean(cts, x, outputs, axes, keepdims):
-    sizes = [x.shape[a] for a in _axes(axes, x.rank)]
+    sizes = [x.shape[a] for a in positive_axes(axes, x.rank)]
     if None in sizes:  # the batch axis: divide by its run-time size
         count = reduce_sum(P.reshape(x, shape=(0, -1)) * 0.0 + 1.0, axes=(0,), keepdims=False)
         count = reduce_max(count, axes=(0,), keepdims=False) * float(np.prod([s for s in sizes if s is not None]))
@@ -79,7 +79,7 @@ def _reduce_mean(cts, x, outputs, axes, keepdims):
 
 @defvjp(reduce_max)
 def _reduce_max(cts, x, outputs, axes, keepdims):
-    y = outputs[0] if keepdims else P.reshape(outputs[0], shape=_kept_shape(outputs[0], x, _axes(axes, x.rank)))
+    y = outputs[0] if keepdims else P.reshape(outputs[0], shape=_kept_shape(outputs[0], x, positive_axes(axes, x.rank)))
     hit = P.as_float(P.equal(x, y))
     ties = reduce_sum(hit, axes=axes, keepdims=True)  # ties share the cotangent, as TensorFlow does
     return [_unreduce(cts[0], x, axes, keepdims) * (hit / ties)]
