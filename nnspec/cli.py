@@ -32,10 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("check", help="validate specs (exit 0 when all are valid, 2 otherwise)")
-    p.add_argument("files", nargs="+", metavar="FILE", help=".nn, .json or .yaml spec")
+    p.add_argument("files", nargs="+", metavar="FILE", help="a spec or a model in any format convert reads")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
 
-    p = sub.add_parser("summary", help="print the Keras-style summary table of a spec")
+    p = sub.add_parser("summary", help="print the Keras-style summary table of a spec, Keras file or ONNX model")
     p.add_argument("file", metavar="FILE")
 
     p = sub.add_parser("fmt", help="format .nn specs canonically (comments kept)")
@@ -58,20 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=_opset, metavar="N", help="ONNX opset, 17 to 26 (default: 18)")
 
     p = sub.add_parser("convert", help="convert between Keras files, specs and ONNX models (by extension)")
-    p.add_argument("input", metavar="IN", help=".h5, .keras, .json (Keras or spec), .nn, .yaml or .onnx")
-    p.add_argument("output", metavar="OUT", help=".onnx, .nn (weights beside it in .npz), .h5 (Keras 2) or "
-                   ".keras (Keras 3)")
+    p.add_argument("input", metavar="IN", help=".h5, .keras, .json/.yaml (Keras or spec), .nn or .onnx")
+    p.add_argument("output", metavar="OUT", nargs="?", help=".onnx, .nn (weights beside it in .npz), .h5 (Keras 2), "
+                   ".keras (Keras 3), or .json/.yaml (Keras's to_json: the architecture alone)")
+    p.add_argument("-o", "--output", dest="output_option", metavar="OUT", help="the same as OUT")
+    p.add_argument("--keras", type=int, choices=(2, 3), help="Keras version of a .json/.yaml OUT (default: 3)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--weights", metavar="W", help="IN's weights: Keras .h5 for a Keras .json, .npz for a spec")
     group.add_argument("--seed", type=int, metavar="N", help="seed for fresh weights where IN has none")
     p.add_argument("--opset", type=_opset, metavar="N", help="ONNX opset of an .onnx OUT, 17 to 26 (default: 18)")
 
     p = sub.add_parser("predict", help="run a model on inputs from a .npy, .npz or .csv file")
-    p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec, or .onnx model")
+    p.add_argument("model", metavar="MODEL", help="a spec (.nn, .json, .yaml), Keras file (.h5, .keras, .json) or "
+                   ".onnx model")
     p.add_argument("-i", "--input", required=True, metavar="FILE",
                    help=".npy; .npz with x (or x0, x1, ... or the input names); .csv of numbers, header optional")
-    p.add_argument("-o", "--output", metavar="OUT.npy", help="write predictions (.npy, or .npz for several outputs) "
-                   "instead of printing them")
+    p.add_argument("-o", "--output", metavar="OUT.npy", help="write every prediction (.npy, or .npz for several "
+                   "outputs); without it a table of the first rows is printed")
+    p.add_argument("--classes", action="store_true", help="class indices instead of probabilities (Keras's "
+                   "predict_classes: argmax, or > 0.5 for one unit), with names where the model knows them")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when it works, else CPU (default)")
@@ -81,10 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where --show draws (default: predictions.png; .svg and .pdf work too)")
     _weight_options(p)
 
-    p = sub.add_parser("plot", help="draw a training history (history.json) or a model's network (spec or .onnx)")
-    p.add_argument("file", metavar="FILE", help="a history JSON that nnspec train wrote, or a spec or .onnx model")
-    p.add_argument("-o", "--output", metavar="OUT.png", help="picture to write (.png, .svg or .pdf; default: "
-                   "FILE with .png)")
+    p = sub.add_parser("plot", help="draw a training history (history.json) or a model's network (any format)")
+    p.add_argument("file", metavar="FILE", help="a history JSON that nnspec train wrote, or a model in any format "
+                   "convert reads")
+    p.add_argument("-o", "--output", metavar="OUT.png", help="picture to write (.png, .svg or .pdf), or .dot for "
+                   "Graphviz (default: FILE with .png)")
 
     p = sub.add_parser("train", help="train a model the way Keras fit would")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec; a Keras .h5/.keras/.json file or an .onnx "
@@ -145,31 +151,31 @@ def _weight_options(p: argparse.ArgumentParser) -> None:
 
 @command("check")
 def _check(args) -> int:
-    from .loader import load
+    from .convert import read
 
     status = EXIT_OK
     for path in args.files:
         try:
-            spec = load(path)
+            model = read(path, fresh=False)
         except SpecError as exc:
             print(exc.render(), file=sys.stderr)
             status = EXIT_USAGE
             continue
         if not args.quiet:
-            space = f" at the defaults; {spec.space.headline()}" if spec.space is not None else ""
-            print(f"{path}: ok ({spec.analysis.total:,} parameters{space})")
+            space = f" at the defaults; {model.space.headline()}" if model.space is not None else ""
+            print(f"{path}: ok ({model.analysis.total:,} parameters{space})")
     return status
 
 
 @command("summary")
 def _summary(args) -> int:
-    from .loader import load
+    from .convert import read
     from .summary import summary
 
-    spec = load(args.file)
-    print(summary(spec.analysis))
-    if spec.space is not None:
-        print(spec.space.table())
+    model = read(args.file, fresh=False)
+    print(summary(model.analysis))
+    if model.space is not None:
+        print(model.space.table())
     return EXIT_OK
 
 
@@ -344,15 +350,9 @@ def _plot(args) -> int:
             plot_history(read_history(path), output, title=path.name.split(".")[0])
             print(f"wrote {output}")
             return EXIT_OK
-    if suffix == ".onnx":
-        from .onnx_file import spec_from_onnx
+    from .convert import read
 
-        spec = spec_from_onnx(path)
-    else:
-        from .loader import load
-
-        spec = load(path)
-    plot_model(spec.analysis, output)
+    plot_model(read(str(path), fresh=False).analysis, output)
     print(f"wrote {output}")
     return EXIT_OK
 
@@ -387,7 +387,10 @@ def _compile(args) -> int:
 def _convert(args) -> int:
     from .convert import convert
 
-    written, notes = convert(args.input, args.output, weights=args.weights, seed=args.seed, opset=args.opset)
+    if (args.output is None) == (args.output_option is None):
+        return _fail("give the output once: nnspec convert IN OUT, or nnspec convert IN -o OUT")
+    written, notes = convert(args.input, args.output or args.output_option, weights=args.weights, seed=args.seed,
+                             opset=args.opset, keras=args.keras)
     for note in notes:
         print(f"nnspec: note: {note}", file=sys.stderr)
     print(f"wrote {', '.join(written)}")
@@ -398,11 +401,10 @@ def _convert(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from .api import InputError, load
     from .backends.onnx.runtime import DeviceError
-    from .arrays import check_output, read_inputs, write_outputs
+    from .arrays import check_output, read_inputs
+    from .convert import model_kind, read
 
     if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
         return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
@@ -410,10 +412,14 @@ def _predict(args) -> int:
         return _fail(f"--show takes a positive number of images, not {args.show}")
     true = classes = None
     try:
-        model = load(args.model, weights=args.weights, seed=args.seed, device=args.device)
+        if model_kind(args.model) == "onnx":  # run as it is, whoever wrote it
+            model = load(args.model, device=args.device)
+        else:
+            source = read(args.model, args.weights, args.seed)
+            model = load(source.spec(), weights=source.weights, device=args.device)
         if args.output:
             check_output(args.output, len(model.output_names))
-        classes = _model_classes(model, args.weights)
+        classes = _model_classes(model, args.model, args.weights)
         if _is_data_source(args.input):
             inputs, true, classes = _source_inputs(args.input, model, classes)
         else:
@@ -431,21 +437,47 @@ def _predict(args) -> int:
         plot_predictions(inputs[0][:n], first[:n], args.show_file, None if true is None else true[:n], classes)
         print(f"wrote {args.show_file} ({n} images)")
     if args.output:
-        try:
-            write_outputs(args.output, outputs)
-        except OSError as exc:
-            return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
-        return EXIT_OK
+        return _write_predictions(args.output, outputs, args.classes, classes)
     if args.show:
         return EXIT_OK
-    with np.printoptions(threshold=sys.maxsize, linewidth=sys.maxsize):
-        for name, y in outputs.items():
-            print(f"{name}:\n{y}" if len(outputs) > 1 else y)
+    from .predictions import class_indices, is_classifier, probability_outputs, table
+
+    probabilities = probability_outputs(model.onnx)
+    for name, y in outputs.items():
+        classifier = (args.classes and y.ndim == 2) or is_classifier(y, name in probabilities, classes)
+        shown = class_indices(y) if args.classes and not classifier else y
+        heading = f"{name}:\n" if len(outputs) > 1 else ""
+        print(heading + table(shown, classifier, classes, with_probability=not args.classes))
     return EXIT_OK
 
 
-def _model_classes(model, weights: str | None) -> list[str] | None:
-    """Class names a trained model carries (ONNX metadata) or that lie beside its weights file."""
+def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: list[str] | None) -> int:
+    """Every prediction to .npy or .npz; with --classes the class indices (and in an .npz the names,
+    as OUTPUT_names, where the model knows them)."""
+    from pathlib import Path
+
+    from .arrays import write_outputs
+    from .predictions import class_indices, class_names
+
+    if classes_only:
+        arrays = {}
+        for name, y in outputs.items():
+            arrays[name] = class_indices(y)
+            if classes and Path(path).suffix.lower() == ".npz":
+                arrays[f"{name}_names"] = class_names(arrays[name], classes)
+        outputs = arrays
+    try:
+        write_outputs(path, outputs)
+    except OSError as exc:
+        return _fail(f"cannot write {path}: {exc.strerror or exc}")
+    what = "class indices" if classes_only else "predictions"
+    print(f"wrote {path} ({len(next(iter(outputs.values()))):,} {what})")
+    return EXIT_OK
+
+
+def _model_classes(model, path: str, weights: str | None) -> list[str] | None:
+    """Class names a trained model carries (ONNX metadata) or that lie beside its weights or its file
+    (MODEL.classes.json, as nnspec train writes them)."""
     from pathlib import Path
 
     from .train.run import CLASSES_KEY, read_classes
@@ -453,7 +485,7 @@ def _model_classes(model, weights: str | None) -> list[str] | None:
     props = {p.key: p.value for p in model.onnx.metadata_props}
     if CLASSES_KEY in props:
         return json.loads(props[CLASSES_KEY])
-    return read_classes(Path(weights)) if weights else None
+    return (read_classes(Path(weights)) if weights else None) or read_classes(Path(path))
 
 
 def _is_data_source(text: str) -> bool:

@@ -1,13 +1,15 @@
 """`nnspec convert IN OUT`: between Keras files, nnspec specs and ONNX models, chosen by extension.
+`read` is the one reader of a model in any of these formats, for every command.
 
     IN   .h5 .hdf5 .keras     a Keras model with its weights
-         .json                a Keras model.to_json() (weights: --weights W.h5), or an nnspec spec
-         .nn .yaml .yml       an nnspec spec (weights: --weights W.npz, else fresh from --seed)
+         .json .yaml .yml     a Keras model.to_json()/to_yaml() (weights: --weights W.h5), or an nnspec spec
+         .nn                  an nnspec spec (weights: --weights W.npz, else fresh from --seed)
          .onnx                an ONNX model (lifted back to layers)
     OUT  .onnx                compiled for onnxruntime
          .nn                  the spec, formatted, with its weights beside it in OUT.npz
          .h5                  a Keras 2 (tf.keras) full-model file
          .keras               a Keras 3 archive
+         .json .yaml .yml     Keras's model.to_json() (Keras 3, or 2 with keras=2), as JSON or YAML
 
 Nothing is written unless the whole conversion succeeds; each file appears whole or not at all,
 and the same input gives the same bytes.
@@ -18,14 +20,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import write_bytes, write_text
 from .errors import SpecError
-from .ir.model import Model, analyze
-from .loader import SPEC_SUFFIXES
+from .ir.model import Analysis, Model, analyze
+from .loader import SPEC_SUFFIXES, Spec, dump_json
+from .tune.space import SearchSpace
 from .weights import Weights, initial_weights, load_weights, save_weights
 
 KERAS_FILES = (".h5", ".hdf5", ".keras")
-OUTPUTS = (".onnx", ".nn", ".h5", ".keras")
+# Keras's to_json()/to_yaml() (an architecture, no weights) or an nnspec spec, told apart by content
+DOCUMENTS = (".json", ".yaml", ".yml")
+OUTPUTS = (".onnx", ".nn", ".h5", ".keras") + DOCUMENTS
+FORMATS = ("a spec (.nn, .json, .yaml, .yml), a Keras model (.h5, .hdf5, .keras, or to_json()/to_yaml() "
+           "as .json or .yaml) or an ONNX model (.onnx)")
 
 
 @dataclass
@@ -33,91 +42,134 @@ class Source:
     """A model read from any supported file, with its weights."""
 
     model: Model
-    weights: Weights
+    analysis: Analysis
+    weights: Weights | None  # None only where read(fresh=False) found none in the file
     path: str
     text: str | None = None  # a spec's text as written, kept in the ONNX file's metadata
     notes: list[str] = field(default_factory=list)
+    space: SearchSpace | None = None  # a .nn spec's search space
+    optimizer_weights: dict[str, np.ndarray] | None = None  # a Keras file's optimizer state, for a resume
+    keras_version: str = ""
+
+    def spec(self) -> Spec:
+        return Spec(self.model, self.analysis, self.path, self.text or dump_json(self.model), self.space)
 
 
 def convert(source: str, target: str, weights: str | None = None, seed: int | None = None,
-            opset: int | None = None) -> tuple[list[str], list[str]]:
-    """Convert `source` to `target`; returns (files written, notes on what could not be kept)."""
+            opset: int | None = None, keras: int | None = None) -> tuple[list[str], list[str]]:
+    """Convert `source` to `target`; returns (files written, notes on what could not be kept).
+    `keras`: the Keras version (2 or 3) of a .json or .yaml architecture (default 3)."""
     out = Path(target)
-    if out.suffix.lower() not in OUTPUTS:
+    suffix = out.suffix.lower()
+    if suffix not in OUTPUTS:
         raise SpecError(f"{target}: cannot write this file type; choose {', '.join(OUTPUTS)}")
+    if keras is not None and suffix not in DOCUMENTS:
+        raise SpecError(f"{target}: --keras chooses the version of a .json or .yaml architecture; "
+                        ".h5 is Keras 2 and .keras Keras 3")
     if Path(source).resolve() == out.resolve():
         raise SpecError(f"{target}: the input and output are the same file")
-    model = read(source, weights, seed)
-    written, notes = write(model, out, opset)
+    model = read(source, weights, seed, fresh=suffix not in DOCUMENTS)
+    written, notes = write(model, out, opset, keras)
+    if model.optimizer_weights:
+        notes.append("optimizer state (for resuming training) is not converted")
     return written, model.notes + notes
 
 
 # ---- reading -------------------------------------------------------------------------------
 
 
-def read(path: str, weights: str | None = None, seed: int | None = None) -> Source:
-    suffix = Path(path).suffix.lower()
+def read(path: str, weights: str | None = None, seed: int | None = None, *, fresh: bool = True) -> Source:
+    """The one reader of a model in any format. fresh=False leaves `weights` None where the file
+    holds none and none are given: check, summary and plot need only the architecture."""
+    path = str(path)
     if not Path(path).is_file():
-        raise SpecError("no such file", path)
-    if suffix in KERAS_FILES or (suffix == ".json" and _json_kind(path) == "keras"):
-        return _keras(path, weights, seed)
-    if suffix == ".json" and _json_kind(path) is None:
-        raise SpecError("neither a Keras model.to_json() (class_name, config) nor an nnspec spec (inputs, layers)",
-                        path)
-    if suffix in SPEC_SUFFIXES:
-        return _spec(path, weights, seed)
+        raise SpecError("is a directory, not a model file" if Path(path).is_dir() else "no such file", path)
+    kind = model_kind(path)
+    if kind == "keras":
+        return _keras(path, weights, seed, fresh)
+    if kind == "spec":
+        return _spec(path, weights, seed, fresh)
+    if weights is not None or seed is not None:
+        raise SpecError("--weights and --seed apply to specs and Keras JSON; an ONNX model carries its weights", path)
+    from .onnx_file import lift
+
+    lifted = lift(path)
+    return Source(lifted.model, _analysis(lifted.model), lifted.weights, path, notes=lifted.notes)
+
+
+def model_kind(path: str) -> str:
+    """"spec", "keras" or "onnx", from the extension and, for JSON and YAML, the content."""
+    suffix = Path(path).suffix.lower()
+    if suffix in KERAS_FILES:
+        return "keras"
     if suffix == ".onnx":
-        if weights is not None or seed is not None:
-            raise SpecError("--weights and --seed apply to specs and Keras JSON; an ONNX model carries its weights",
-                            path)
-        from .onnx_file import lift
+        return "onnx"
+    if suffix in DOCUMENTS:
+        kind = _document_kind(path)
+        if kind is None:
+            raise SpecError("neither a Keras model.to_json() (class_name, config) nor an nnspec spec "
+                            "(inputs, layers)", path)
+        return kind
+    if suffix in SPEC_SUFFIXES:
+        return "spec"
+    raise SpecError(f"cannot read this file type; give {FORMATS}", path)
 
-        lifted = lift(path)
-        return Source(lifted.model, lifted.weights, path, notes=lifted.notes)
-    raise SpecError(f"cannot read this file type; give a Keras file ({', '.join(KERAS_FILES)}, .json), "
-                    f"a spec ({', '.join(SPEC_SUFFIXES)}) or .onnx", path)
 
+def _document_kind(path: str) -> str | None:
+    """"keras" for a model.to_json() or to_yaml() (class_name and config at its top), "spec" for
+    an nnspec spec (inputs, layers) or text the spec loader will report on, None otherwise."""
+    import yaml
 
-def _json_kind(path: str) -> str | None:
-    """"keras" for a model.to_json() (class_name and config at its top), "spec" for an nnspec
-    spec (inputs, layers) or text the spec loader will report on, None for other JSON."""
+    from .backends.keras.reader import YamlLoader
+
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = Path(path).read_text(encoding="utf-8")
+        doc = json.loads(text) if path.lower().endswith(".json") else yaml.load(text, Loader=YamlLoader)
+    except (OSError, ValueError, yaml.YAMLError):
         return "spec"
     if isinstance(doc, dict) and "class_name" in doc and "config" in doc:
         return "keras"
     return "spec" if isinstance(doc, dict) and ("inputs" in doc or "layers" in doc) else None
 
 
-def _keras(path: str, weights: str | None, seed: int | None) -> Source:
+def _analysis(model: Model) -> Analysis:
+    return analyze(model)[0]  # the readers have reported any problem already
+
+
+def _keras(path: str, weights: str | None, seed: int | None, fresh: bool) -> Source:
     from .backends.keras.importer import load
 
     imported = load(path, weights)
     model, arrays = imported.model, imported.weights
+    analysis = _analysis(model)
     if not arrays and weights is None:  # an architecture alone: fresh weights, as Keras would build it
-        arrays = initial_weights(analyze(model)[0], seed)
+        arrays = initial_weights(analysis, seed) if fresh else None
     elif seed is not None:
         raise SpecError("--seed applies where weights are drawn fresh; this model brings its weights", path)
-    notes = list(imported.notes)
-    if imported.optimizer_weights:
-        notes.append("optimizer state (for resuming training) is not converted")
-    return Source(model, arrays, path, notes=notes)
+    return Source(model, analysis, arrays, path, notes=list(imported.notes),
+                  optimizer_weights=imported.optimizer_weights, keras_version=imported.keras_version)
 
 
-def _spec(path: str, weights: str | None, seed: int | None) -> Source:
+def _spec(path: str, weights: str | None, seed: int | None, fresh: bool) -> Source:
     from .loader import load
 
     spec = load(path)
-    arrays = load_weights(weights, spec.analysis) if weights else initial_weights(spec.analysis, seed)
-    notes = [] if weights else [f"no --weights: fresh weights from the initializers (seed {seed})"]
-    return Source(spec.model, arrays, path, spec.source, notes)
+    notes = []
+    if weights:
+        arrays = load_weights(weights, spec.analysis)
+    elif fresh:
+        arrays = initial_weights(spec.analysis, seed)
+        notes.append(f"no --weights: fresh weights from the initializers (seed {seed})")
+    else:
+        arrays = None
+    return Source(spec.model, spec.analysis, arrays, path, spec.source, notes, spec.space)
 
 
 # ---- writing -------------------------------------------------------------------------------
 
 
-def write(source: Source, out: Path, opset: int | None = None) -> tuple[list[str], list[str]]:
+def write(source: Source, out: Path, opset: int | None = None, keras: int | None = None
+          ) -> tuple[list[str], list[str]]:
     suffix = out.suffix.lower()
     try:
         if suffix == ".onnx":
@@ -128,10 +180,28 @@ def write(source: Source, out: Path, opset: int | None = None) -> tuple[list[str
             return _nn(source, out)
         from .backends.keras import exporter
 
+        if suffix in DOCUMENTS:
+            return [str(out)], _architecture(source, out, keras or 3)
         save = exporter.save_h5 if suffix == ".h5" else exporter.save_keras
         return [str(out)], save(out, source.model, source.weights)
     except OSError as exc:
         raise SpecError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+
+def _architecture(source: Source, out: Path, major: int) -> list[str]:
+    """Keras's model.to_json() (or the same document as YAML, as to_yaml() wrote it): no weights."""
+    from .backends.keras.exporter import architecture
+
+    document = architecture(source.model, major)
+    if out.suffix.lower() == ".json":
+        text = json.dumps(document)
+    else:
+        import yaml
+
+        text = yaml.safe_dump(document, sort_keys=False)
+    write_text(out, text)
+    return [] if source.weights is None else [f"{out.name} holds the architecture only (Keras's to_json); "
+                                              "the weights are not written: convert to .h5 or .keras for them"]
 
 
 def _onnx(source: Source, out: Path, opset: int | None) -> list[str]:

@@ -1,6 +1,6 @@
 """An IR model and its weights -> Keras files, written without Keras:
 
-    to_json(model)                          # model.to_json(), tf.keras (Keras 2) form
+    to_json(model, major)                   # model.to_json() of Keras 2 (tf.keras) or 3
     save_h5("m.h5", model, weights)         # model.save("m.h5"): the Keras 2 full-model HDF5 layout
     save_keras("m.keras", model, weights)   # model.save("m.keras"): the Keras 3 archive
 
@@ -258,9 +258,13 @@ def _attrs(obj, **values) -> None:
 # ---- files -----------------------------------------------------------------------------------
 
 
-def to_json(model: Model) -> str:
-    """model.to_json() of the model as Keras 2 (tf.keras) builds it."""
-    return json.dumps(KerasExport(model, None, 2).config())
+def architecture(model: Model, major: int = 2) -> dict:
+    """What model.to_json() encodes for the model as Keras `major` (2: tf.keras, 3) builds it."""
+    return KerasExport(model, None, major).config()
+
+
+def to_json(model: Model, major: int = 2) -> str:
+    return json.dumps(architecture(model, major))
 
 
 def save_h5(path: str | Path, model: Model, weights: Weights) -> list[str]:

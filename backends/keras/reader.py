@@ -24,6 +24,7 @@ import zipfile
 import zlib
 
 import h5py
+import yaml
 
 from . import h5safe, topology, training, weights
 from .errors import KerasFormatError
@@ -33,6 +34,7 @@ from .normalize import Context
 __all__ = ["load", "KerasModel", "KerasLayer", "KerasFormatError", "TensorRef"]
 
 _H5 = (".h5", ".hdf5")
+_DOCUMENTS = (".json", ".yaml", ".yml")  # to_json(), or to_yaml() as Keras 2 wrote it
 _MAX_JSON_BYTES = 64 << 20
 
 
@@ -41,7 +43,7 @@ def load(path, weights_path=None) -> KerasModel:
     if not os.path.isfile(source):
         raise FileNotFoundError(source)
     lower = source.lower()
-    if lower.endswith(".json"):
+    if lower.endswith(_DOCUMENTS):
         model = _load_json(source)
         if weights_path is not None:
             _attach_weights_file(model, os.fspath(weights_path))
@@ -53,7 +55,7 @@ def load(path, weights_path=None) -> KerasModel:
         return _load_keras(source)
     if lower.endswith(_H5):
         return _load_h5(source)
-    raise KerasFormatError(source, None, "unknown file type; expected .h5, .hdf5, .keras or .json")
+    raise KerasFormatError(source, None, "unknown file type; expected .h5, .hdf5, .keras, .json or .yaml")
 
 
 # ---------------------------------------------------------------- version
@@ -78,6 +80,20 @@ def _parse_json(text, ctx: Context, where: str | None = None):
         raise ctx.error(f"not valid JSON: {str(exc)[:200]}", where) from None
 
 
+class YamlLoader(yaml.SafeLoader):
+    """yaml.safe_load, plus the tuples Keras 2's to_yaml() tagged `!!python/tuple`, read as lists."""
+
+
+YamlLoader.add_constructor("tag:yaml.org,2002:python/tuple", lambda loader, node: loader.construct_sequence(node))
+
+
+def _parse_yaml(text, ctx: Context):
+    try:
+        return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: builds plain data, never objects
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ctx.error(f"not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+
+
 def _model_doc(doc, ctx: Context, where: str | None = None) -> dict:
     if not (isinstance(doc, dict) and isinstance(doc.get("class_name"), str)
             and "config" in doc):
@@ -97,7 +113,7 @@ def _load_json(source: str) -> KerasModel:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ctx.error("not UTF-8 text; not a model.to_json() file") from None
-    doc = _model_doc(_parse_json(text, ctx), ctx)
+    doc = _model_doc(_parse_json(text, ctx) if source.lower().endswith(".json") else _parse_yaml(text, ctx), ctx)
     model = topology.parse_model(doc, ctx, _version(doc.get("keras_version"), doc, ctx))
     model.training_config = training.training_config(doc.get("compile_config"), ctx)
     model.source = source

@@ -34,27 +34,10 @@ class Trainable:
 def trainable(path: str) -> Trainable:
     """What `nnspec train` and `evaluate` take: a spec (fresh weights), or a Keras file or ONNX
     model (its weights and, for Keras, its optimizer state, to go on training from them)."""
-    from ..convert import KERAS_FILES, _json_kind, read
-    from ..loader import SPEC_SUFFIXES, load
-    from ..ir.model import analyze
+    from ..convert import read
 
-    suffix = Path(path).suffix.lower()
-    if suffix in SPEC_SUFFIXES and not (suffix == ".json" and _json_kind(path) == "keras"):
-        return Trainable(load(path), None, [])
-    if suffix not in KERAS_FILES + (".json", ".onnx"):
-        raise SpecError(f"{path}: cannot train this file type; give a spec ({', '.join(SPEC_SUFFIXES)}), "
-                        f"a Keras file ({', '.join(KERAS_FILES)}) or an .onnx model")
-    if suffix in KERAS_FILES:
-        from ..backends.keras.importer import load as load_keras
-
-        imported = load_keras(path)
-        model, weights, notes = imported.model, imported.weights, list(imported.notes)
-        extra = (imported.optimizer_weights, imported.keras_version)
-    else:
-        source = read(path)
-        model, weights, notes, extra = source.model, source.weights, source.notes, (None, "")
-    analysis, _ = analyze(model)
-    return Trainable(Spec(model, analysis, path, dump_json(model)), weights, notes, *extra)
+    source = read(path, fresh=False)
+    return Trainable(source.spec(), source.weights, source.notes, source.optimizer_weights, source.keras_version)
 
 
 def configure(spec: Spec, overrides: dict[str, Any]) -> TrainConfig:
