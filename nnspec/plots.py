@@ -4,33 +4,39 @@ backend switch); the file's suffix picks the format (.png, .svg, .pdf)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, write_text
 from .errors import SpecError
+from .graph_layout import Layout, layered_layout
+
+
+DPI = 200  # sharp on a high-density screen and in print
 
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, tight: bool = True) -> Path:
+    """`tight`: crop to what is drawn (a picture laid out to the inch keeps its own margins)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".") or "png"
     if fmt not in ("png", "svg", "pdf", "jpg", "jpeg"):
-        raise SpecError(f"{path}: pictures are written as .png, .svg, .pdf or .jpg")
+        raise SpecError(f"{path}: pictures are written as .png, .svg, .pdf or .jpg (a network also as .dot)")
     import matplotlib
 
     with atomic_path(path) as tmp, matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text
-        fig.savefig(tmp, format=fmt, bbox_inches="tight")
+        fig.savefig(tmp, format=fmt, bbox_inches="tight" if tight else None)
     return path
 
 
@@ -98,21 +104,25 @@ def is_history(data) -> bool:
 
 # ---- the network -------------------------------------------------------------------------------------
 
+TITLE_PT, BODY_PT = 10, 9  # at DPI, the size of a printed page's text
+PAD_X, PAD_Y = 0.14, 0.08  # inches between a box's text and its edge
+MARGIN = 0.25
+MAX_PIXELS = 60_000  # Agg draws at most 2**16 pixels a side: a very long model is drawn at a lower dpi
+
+
 def model_nodes(analysis) -> tuple[list[dict], list[tuple[int, int]]]:
     """Boxes (inputs, then layers: title, input and output shapes, parameters) and edges between them."""
     nodes, owner = [], {}
     for spec in analysis.model.inputs:
         owner[spec.name] = len(nodes)
         shape = str(spec.type())
-        nodes.append({"title": f"{spec.name} (InputLayer)", "in": shape, "out": shape, "params": 0})
+        nodes.append({"title": f"{spec.name} (InputLayer)", "in": [shape], "out": [shape], "params": 0})
     edges = []
     for info in analysis.layers:
         layer = info.layer
         index = len(nodes)
-        ins = ", ".join(map(str, info.inputs))
-        outs = ", ".join(map(str, info.outputs))
-        nodes.append({"title": f"{layer.name} ({layer.type})", "in": ins, "out": outs,
-                      "params": info.trainable + info.non_trainable})
+        nodes.append({"title": f"{layer.name} ({layer.type})", "in": [str(t) for t in info.inputs],
+                      "out": [str(t) for t in info.outputs], "params": info.trainable + info.non_trainable})
         for tensor in layer.inputs:
             source = owner.get(tensor, owner.get(tensor.split(":")[0]))
             if source is not None:
@@ -121,62 +131,114 @@ def model_nodes(analysis) -> tuple[list[dict], list[tuple[int, int]]]:
     return nodes, edges
 
 
-def plot_model(analysis, path: str | Path) -> Path:
-    """The network as boxes and arrows, top to bottom, like Keras's plot_model(show_shapes=True):
-    each box names the layer and its type, its input and output shapes and its parameter count."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+def node_lines(node: dict) -> list[str]:
+    """A box's text below its title: shapes on one line each where several would make it wide."""
+    lines = []
+    for label, shapes in (("input", node["in"]), ("output", node["out"])):
+        joined = ", ".join(shapes)
+        if len(shapes) > 1 and len(joined) > 32:
+            lines += [f"{label} {i}: {shape}" for i, shape in enumerate(shapes, 1)]
+        else:
+            lines.append(f"{label}: {joined}")
+    return lines + [f"params: {node['params']:,}"]
+
+
+@dataclass
+class ModelPicture:
+    """The network's drawing in inches, y down from the top of the first layer: the layout, each
+    box's text lines, and the figure around it (margins, the title line above the boxes)."""
+
+    layout: Layout
+    texts: list[list[tuple[str, float, float, float]]]  # per box: (text, centre y below its top, width, points)
+    inputs: list[bool]  # per box: an input of the model
+    title: str
+    width: float  # the figure
+    height: float
+    left: float  # x of the figure's left edge
+    top: float  # y of the figure's top edge
+
+
+def model_picture(analysis, renderer, dpi: float) -> ModelPicture:
+    """Boxes sized to their text as the renderer draws it, laid out in layers (graph_layout.py)."""
+    from matplotlib.font_manager import FontProperties
+
+    def width(text: str, size: float, weight: str = "normal") -> float:
+        return renderer.get_text_width_height_descent(text, FontProperties(size=size, weight=weight), False)[0] / dpi
 
     nodes, edges = model_nodes(analysis)
-    depth = [0] * len(nodes)
-    for src, dst in sorted(edges, key=lambda e: e[1]):  # layers come after the layers they read
-        depth[dst] = max(depth[dst], depth[src] + 1)
-    rows: dict[int, list[int]] = {}
-    for i, d in enumerate(depth):
-        rows.setdefault(d, []).append(i)
-    box_w, box_h, gap_x, gap_y = 3.6, 0.78, 0.4, 0.5
-    widest = max(len(r) for r in rows.values())
-    levels = len(rows)
-    width = widest * box_w + (widest - 1) * gap_x
-    height = levels * box_h + (levels - 1) * gap_y
-    margin = 0.9 if any(depth[d] - depth[s] > 1 for s, d in edges) else 0.2  # room for skip connections
-    fig = _figure(max(width, box_w) + 0.2 + margin, height + 0.9)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-width / 2 - 0.2, width / 2 + margin)
-    ax.set_ylim(-height - 0.2, 0.7)
-    ax.axis("off")
-    centre = {}
-    for d, members in rows.items():
-        span = len(members) * box_w + (len(members) - 1) * gap_x
-        for k, i in enumerate(members):
-            x = -span / 2 + k * (box_w + gap_x) + box_w / 2
-            y = -d * (box_h + gap_y) - box_h / 2
-            centre[i] = (x, y)
-            node = nodes[i]
-            ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
-                                        boxstyle="round,pad=0.02,rounding_size=0.08", linewidth=1,
-                                        edgecolor="#333333", facecolor="#dbe9f6" if "InputLayer" not in node["title"]
-                                        else "#e8e8e8"))
-            ax.text(x, y + 0.2, node["title"], ha="center", va="center", fontsize=8.5, weight="bold")
-            ax.text(x, y - 0.04, f"input: {node['in']}   output: {node['out']}", ha="center", va="center",
-                    fontsize=7)
-            ax.text(x, y - 0.24, f"params: {node['params']:,}", ha="center", va="center", fontsize=7,
-                    color="#555555")
-    skips = 0
-    for src, dst in edges:
-        (x0, y0), (x1, y1) = centre[src], centre[dst]
-        if depth[dst] - depth[src] > 1:  # a skip connection: around the boxes between, on the right
-            arm = 14 + 9 * (skips % 4)
-            skips += 1
-            ax.add_patch(FancyArrowPatch((x0 + box_w / 2, y0), (x1 + box_w / 2, y1), arrowstyle="-|>",
-                                         mutation_scale=10, linewidth=1, color="#555555",
-                                         connectionstyle=f"arc,angleA=0,angleB=0,armA={arm},armB={arm},rad=6"))
-            continue
-        ax.add_patch(FancyArrowPatch((x0, y0 - box_h / 2), (x1, y1 + box_h / 2), arrowstyle="-|>",
-                                     mutation_scale=10, linewidth=1, color="#333333"))
+    sizes, texts = [], []
+    for node in nodes:
+        lines = [(node["title"], TITLE_PT, "bold")] + [(line, BODY_PT, "normal") for line in node_lines(node)]
+        placed, y = [], PAD_Y
+        for text, size, weight in lines:
+            step = size * 1.4 / 72
+            placed.append((text, y + step / 2, width(text, size, weight), size))
+            y += step
+        sizes.append((max(w for _, _, w, _ in placed) + 2 * PAD_X, y + PAD_Y))
+        texts.append(placed)
+    layout = layered_layout(sizes, edges)
     model = analysis.model
-    ax.text(0, 0.35, f'Model "{model.name}": {analysis.total:,} parameters ({analysis.trainable:,} trainable)',
-            ha="center", va="center", fontsize=9)
-    return _save(fig, path)
+    title = f'Model "{model.name}": {analysis.total:,} parameters ({analysis.trainable:,} trainable)'
+    inner = max(layout.width, width(title, TITLE_PT + 1))
+    header = (TITLE_PT + 1) * 2.4 / 72
+    return ModelPicture(layout, texts, [n["title"].endswith("(InputLayer)") for n in nodes], title,
+                        inner + 2 * MARGIN, layout.height + header + 2 * MARGIN,
+                        (layout.width - inner) / 2 - MARGIN, -header - MARGIN)
+
+
+def plot_model(analysis, path: str | Path) -> Path:
+    """The network as boxes and arrows, top to bottom, like Keras's plot_model(show_shapes=True):
+    each box names the layer and its type, its input and output shapes and its parameter count.
+    A .dot path gets the graph in Graphviz's language instead."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    if Path(path).suffix.lower() == ".dot":
+        return write_dot(analysis, path)
+    fig = _figure(1, 1)
+    picture = model_picture(analysis, fig.canvas.get_renderer(), fig.dpi)
+    fig.set_size_inches(picture.width, picture.height)
+    fig.set_dpi(min(DPI, MAX_PIXELS / max(picture.width, picture.height)))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(picture.left, picture.left + picture.width)
+    ax.set_ylim(picture.top + picture.height, picture.top)  # y down, in inches
+    ax.axis("off")
+    for box, lines, is_input in zip(picture.layout.boxes, picture.texts, picture.inputs):
+        ax.add_patch(FancyBboxPatch((box.left, box.y), box.width, box.height, linewidth=1,
+                                    boxstyle="round,pad=0,rounding_size=0.06", edgecolor="#333333",
+                                    facecolor="#e8e8e8" if is_input else "#dbe9f6"))
+        for i, (text, y, _, size) in enumerate(lines):
+            ax.text(box.x, box.y + y, text, ha="center", va="center", fontsize=size,
+                    weight="normal" if i else "bold", color="#222222" if i else "black")
+    for line in picture.layout.edges:
+        xs, ys = zip(*line)
+        ax.plot(xs[:-1], ys[:-1], color="#555555", linewidth=1, solid_joinstyle="round")
+        ax.add_patch(FancyArrowPatch(line[-2], line[-1], arrowstyle="-|>", mutation_scale=10, linewidth=1,
+                                     color="#555555", shrinkA=0, shrinkB=0))
+    ax.text(picture.layout.width / 2, picture.top + MARGIN + (picture.height - picture.layout.height
+            - 2 * MARGIN) / 2, picture.title, ha="center", va="center", fontsize=TITLE_PT + 1)
+    return _save(fig, path, tight=False)
+
+
+def write_dot(analysis, path: str | Path) -> Path:
+    """The network in Graphviz's DOT language (`dot -Tpng model.dot -o model.png`)."""
+    nodes, edges = model_nodes(analysis)
+    out = [f"digraph {_dot_quote(analysis.model.name)} {{", "  rankdir=TB;",
+           '  node [shape=box, style="rounded,filled", fillcolor="#dbe9f6", fontname="Helvetica", fontsize=10];']
+    for i, node in enumerate(nodes):
+        label = "\\n".join(_dot_escape(line) for line in [node["title"], *node_lines(node)])
+        fill = ', fillcolor="#e8e8e8"' if node["title"].endswith("(InputLayer)") else ""
+        out.append(f'  n{i} [label="{label}"{fill}];')
+    out += [f"  n{src} -> n{dst};" for src, dst in edges]
+    write_text(path, "\n".join(out + ["}"]) + "\n")
+    return Path(path)
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _dot_quote(text: str) -> str:
+    return f'"{_dot_escape(text)}"'
 
 
 # ---- predictions ----------------------------------------------------------------------------------------

@@ -59,7 +59,8 @@ def test_compile_then_predict(work):
     a, b = np.load(work / "a.npy"), np.load(work / "b.npy")
     assert a.shape == (5, 4) and np.array_equal(a, b)
     printed = nnspec("predict", "out/grid.onnx", "-i", "x.npy", "--batch-size", 2, "--device", "cpu", cwd=work)
-    assert printed.stdout.count("\n") == 5 and printed.stdout.startswith("[[")
+    assert printed.stdout.splitlines()[0].split() == ["index", "class", "probability"]  # a softmax: classes
+    assert [int(line.split()[1]) for line in printed.stdout.splitlines()[1:]] == a.argmax(axis=1).tolist()
     assert "CPUExecutionProvider (requested)" in printed.stderr
 
 
@@ -86,7 +87,7 @@ def test_several_outputs(work):
     with np.load(work / "y.npz") as y:
         assert sorted(y.files) == ["out", "out:1"] and np.array_equal(y["out"], y["out:1"])
     printed = nnspec("predict", "two.nn", "-i", "seq.npy", cwd=work)
-    assert printed.stdout.startswith("out:\n[[") and "\nout:1:\n[[" in printed.stdout
+    assert printed.stdout.startswith("out:\nindex  values (shape (3,))") and "\nout:1:\nindex" in printed.stdout
     assert_one_line_error(nnspec("predict", "two.nn", "-i", "seq.npy", "-o", "y.npy", cwd=work), work / "y.npy")
 
 
