@@ -82,8 +82,8 @@ def read(path: str, weights: str | None = None, seed: int | None = None, *, fres
     """The one reader of a model in any format. fresh=False leaves `weights` None where the file
     holds none and none are given: check, summary and plot need only the architecture."""
     path = str(path)
-    if not Path(path).is_file():
-        raise SpecError("is a directory, not a model file" if Path(path).is_dir() else "no such file", path)
+    if not Path(path).is_file():  # worded as the spec loader words it
+        raise SpecError(f"{path}: is a directory, not a model file" if Path(path).is_dir() else f"{path}: no such file")
     kind = model_kind(path)
     if kind == "keras":
         return _keras(path, weights, seed, fresh)

@@ -41,7 +41,7 @@ def test_model_picture_shows_layers_shapes_and_parameters(tmp_path):
     titles = [n["title"] for n in nodes]
     assert titles == ["a (InputLayer)", "b (InputLayer)", "ha (Dense)", "hb (Dense)", "s (Add)", "out (Dense)"]
     assert sorted(edges) == [(0, 2), (1, 3), (2, 4), (3, 4), (4, 5)]
-    assert nodes[2]["params"] == 40 and nodes[4]["in"] == "(None, 8), (None, 8)"
+    assert nodes[2]["params"] == 40 and nodes[4]["in"] == ["(None, 8)", "(None, 8)"]
     svg = plot_model(spec.analysis, tmp_path / "g.svg").read_text()
     for text in ("ha (Dense)", "s (Add)", "params: 40", "output: (None, 2)", "90 parameters"):
         assert text in svg, text
