@@ -476,8 +476,8 @@ def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: li
 
 
 def _model_classes(model, path: str, weights: str | None) -> list[str] | None:
-    """Class names a trained model carries (ONNX metadata) or that lie beside its weights or its file
-    (MODEL.classes.json, as nnspec train writes them)."""
+    """Class names a trained model carries (ONNX metadata), that lie beside its weights or its file
+    (MODEL.classes.json, as nnspec train writes them), or that its spec's data source lists."""
     from pathlib import Path
 
     from .train.run import CLASSES_KEY, read_classes
@@ -485,7 +485,9 @@ def _model_classes(model, path: str, weights: str | None) -> list[str] | None:
     props = {p.key: p.value for p in model.onnx.metadata_props}
     if CLASSES_KEY in props:
         return json.loads(props[CLASSES_KEY])
-    return (read_classes(Path(weights)) if weights else None) or read_classes(Path(path))
+    beside = (read_classes(Path(weights)) if weights else None) or read_classes(Path(path))
+    train = model.spec.model.train if model.spec is not None else None
+    return beside or (getattr(train.data, "classes", None) if train is not None else None)
 
 
 def _is_data_source(text: str) -> bool:

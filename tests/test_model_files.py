@@ -124,6 +124,18 @@ def test_predict_classes_prints_and_writes_indices_and_names(digits, capsys):
     assert code == 0 and np.array_equal(np.load(digits.parent / "c.npy"), want)
 
 
+def test_class_names_come_from_the_specs_data_source(tmp_path, capsys):
+    spec = tmp_path / "pets.nn"
+    spec.write_text("model pets {\n  input x: float32[4]\n  dense(2, activation=softmax)\n}\n\n"
+                    "train {\n  data images(\"pets\", classes=[cat, dog])\n  loss categorical_crossentropy\n}\n")
+    x = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    want = _expected(spec, x).argmax(axis=1)
+    code, out, err = run(capsys, "predict", spec, "--seed", 1, "-i", tmp_path / "x.npy", "--classes")
+    assert code == 0, err
+    assert [line.split()[2] for line in out.splitlines()[1:]] == [["cat", "dog"][k] for k in want]
+
+
 def test_predict_without_output_prints_no_raw_arrays_for_mnist(tmp_path, capsys):
     """The case of the issue: 10,000 MNIST images print 20 rows and a count, with -o writing them all."""
     code, out, err = run(capsys, "predict", KERAS / "cnn_mnist.k3.keras", "-i", FIXTURES / "mnist", "--device", "cpu")
