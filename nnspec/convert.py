@@ -101,9 +101,12 @@ def model_kind(path: str) -> str:
     """"spec", "keras" or "onnx", from the extension and, for JSON and YAML, the content."""
     suffix = Path(path).suffix.lower()
     if suffix in KERAS_FILES:
+        _expect_bytes(path, suffix)
         return "keras"
     if suffix == ".onnx":
         return "onnx"
+    if suffix in DOCUMENTS + SPEC_SUFFIXES:
+        _expect_bytes(path, suffix)
     if suffix in DOCUMENTS:
         kind = _document_kind(path)
         if kind is None:
@@ -113,6 +116,27 @@ def model_kind(path: str) -> str:
     if suffix in SPEC_SUFFIXES:
         return "spec"
     raise SpecError(f"cannot read this file type; give {FORMATS}", path)
+
+
+_HDF5 = b"\x89HDF\r\n\x1a\n"  # at 0, or after a user block of 512 * 2**k bytes
+
+
+def _expect_bytes(path: str, suffix: str) -> None:
+    """A file whose first bytes are not what its extension promises (an HDF5 file named .nn, a
+    truncated download) is named with the formats nnspec reads."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2056)
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror or exc}", path) from None
+    if suffix in (".h5", ".hdf5"):
+        found, what = any(head[at:at + 8] == _HDF5 for at in (0, 512, 1024, 2048)), "an HDF5 file"
+    elif suffix == ".keras":
+        found, what = head.startswith(b"PK\x03\x04"), "a .keras (zip) archive"
+    else:
+        found, what = b"\x00" not in head and not head.startswith(b"\x89HDF"), "UTF-8 text"
+    if head and not found:
+        raise SpecError(f"not {what}; nnspec reads {FORMATS}", path)
 
 
 def _document_kind(path: str) -> str | None:

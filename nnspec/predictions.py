@@ -28,6 +28,8 @@ def class_indices(y: np.ndarray) -> np.ndarray:
     """Keras's predict_classes: the argmax over the last axis, or for a single unit its value
     above 0.5 (that axis dropped in both cases)."""
     y = np.asarray(y)
+    if y.ndim == 1:  # one value per sample: a single unit
+        y = y[:, None]
     if y.shape[-1] > 1:
         return np.argmax(y, axis=-1)
     return (y[..., 0] > 0.5).astype(np.int64)

@@ -65,6 +65,12 @@ def test_unknown_or_broken_files_name_the_file_and_the_formats(command, tmp_path
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"{unknown}: error: cannot read this file type; give a spec (.nn" in err
     assert ".keras" in err and ".onnx" in err
+    for name, what in (("model.h5", "not an HDF5 file"), ("model.keras", "not a .keras (zip) archive"),
+                       ("model.nn", "not UTF-8 text")):
+        (tmp_path / name).write_bytes(b"\x89HDF\r\n\x1a\n" if name == "model.nn" else b"<html>not found</html>")
+        code, out, err = run(capsys, command, tmp_path / name, *extra)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith(f"{tmp_path / name}: error: {what}; nnspec reads a spec (.nn"), err
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"\x08\x07garbage")
     code, out, err = run(capsys, command, broken, *extra)
