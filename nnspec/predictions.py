@@ -59,8 +59,10 @@ def table(y: np.ndarray, classifier: bool, classes: list[str] | None, with_proba
             for row, name in zip(cells, class_names(k, classes)):
                 row.append(str(name))
         if with_probability:
-            p = shown[:, 0] if y.shape[1] == 1 else shown[np.arange(len(k)), k]
-            p = np.where(k == 0, 1 - p, p) if y.shape[1] == 1 else p  # a single unit gives P(class 1)
+            if y.shape[1] == 1:  # a single unit gives P(class 1)
+                p = np.where(k == 1, shown[:, 0], 1 - shown[:, 0])
+            else:
+                p = shown[np.arange(len(k)), k]
             for row, value in zip(cells, p):
                 row.append(f"{float(value):.4f}")
     else:
