@@ -79,6 +79,15 @@ ACTIVATIONS = {
     "gelu": _gelu,
     "softmax": _softmax,
     "log_softmax": lambda x, axis=-1: np.log(_softmax(x, axis)),
+    "celu": lambda x, alpha=1.0: np.maximum(x, 0.0) + alpha * np.expm1(np.minimum(x, 0.0) / alpha),
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "log_sigmoid": lambda x: -np.logaddexp(0.0, -x),
+    "tanh_shrink": lambda x: x - np.tanh(x),
+    "hard_shrink": lambda x, threshold=0.5: np.where(np.abs(x) > threshold, x, 0.0),
+    "soft_shrink": lambda x, threshold=0.5: np.where(x > threshold, x - threshold,
+                                                     np.where(x < -threshold, x + threshold, 0.0)),
+    "squareplus": lambda x, b=4.0: (x + np.sqrt(x * x + b)) / 2.0,
+    "sparse_plus": lambda x: np.where(x <= -1.0, 0.0, np.where(x >= 1.0, x, (x + 1.0) ** 2 / 4.0)),
 }
 ACTIVATIONS["hard_swish"] = ACTIVATIONS["hard_silu"]
 _VERSIONED = {"hard_sigmoid", "hard_silu", "hard_swish"}

@@ -86,11 +86,13 @@ def test_activation_layers_become_activations(tmp_path):
     fns = _activations(tmp_path, [
         ("ReLU", {}), ("ReLU", {"max_value": 6.0}), ("ReLU", {"negative_slope": 0.1}),
         ("LeakyReLU", {"alpha": 0.3}), ("ELU", {"alpha": 0.5}), ("Softmax", {"axis": -1}),
-        ("Dense", {"units": 3, "activation": {"class_name": "LeakyReLU", "config": {"negative_slope": 0.25}}})], 2)
-    assert [f.model_dump() for f in fns] == [
+        ("Dense", {"units": 3, "activation": {"class_name": "LeakyReLU", "config": {"negative_slope": 0.25}}}),
+        ("ReLU", {"max_value": 2.0, "threshold": 0.5}), ("ThresholdedReLU", {"theta": 0.7})], 2)
+    assert [{"name": f.name, **f.model_dump(exclude_defaults=True)} for f in fns] == [
         {"name": "relu"}, {"name": "relu6"}, {"name": "leaky_relu", "alpha": 0.1},
         {"name": "leaky_relu", "alpha": 0.3},  # Keras 2's default, kept from the file (the IR's is 0.2)
-        {"name": "elu", "alpha": 0.5}, {"name": "softmax", "axis": -1}, {"name": "leaky_relu", "alpha": 0.25}]
+        {"name": "elu", "alpha": 0.5}, {"name": "softmax"}, {"name": "leaky_relu", "alpha": 0.25},
+        {"name": "relu", "max_value": 2.0, "threshold": 0.5}, {"name": "relu", "threshold": 0.7}]
 
 
 def test_hard_sigmoid_follows_the_keras_version(tmp_path):
@@ -114,8 +116,8 @@ REFUSED = [
     ([("Dense", {"units": 3, "lora_rank": 4})], (4,), r"layer 'l0': option lora_rank=4 of Dense is not supported"),
     ([("LSTM", {"units": 3, "time_major": True})], (4, 3), r"layer 'l0': time_major=True is not supported"),
     ([("BatchNormalization", {"renorm": True})], (4,), r"layer 'l0': renorm=True is not supported"),
-    ([("Dense", {"units": 3, "activation": "mish"})], (4,), r"layer 'l0': activation: activation 'mish' has no"),
-    ([("ReLU", {"threshold": 0.5})], (4,), r"layer 'l0': ReLU with .*threshold=0.5 has no nnspec equivalent"),
+    ([("Dense", {"units": 3, "activation": "sparsemax"})], (4,),
+     r"layer 'l0': activation: activation 'sparsemax' has no nnspec equivalent"),
     ([("UpSampling1D", {"size": 2})], (4, 3), r"layer 'l0': layer class 'UpSampling1D' has no nnspec equivalent"),
     ([("Dense", {"units": 3, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"input_axes": [0]}}})],
      (4,), r"kernel_initializer: initializer 'GlorotUniform' option input_axes=\[0\] is not supported"),

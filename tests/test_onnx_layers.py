@@ -12,7 +12,9 @@ from onnx_support import (analysis_of, assert_close, compiled, model_of, random_
                           reference_outputs, run_onnx)
 
 ACTIVATIONS = ["linear", "relu", "relu6", "leaky_relu", "elu", "selu", "softplus", "softsign", "tanh", "sigmoid",
-               "hard_sigmoid", "exponential", "swish", "gelu", "softmax"]
+               "hard_sigmoid", "exponential", "swish", "hard_silu", "mish", "gelu", "softmax", "log_softmax",
+               "celu", "hard_tanh", "log_sigmoid", "tanh_shrink", "hard_shrink", "soft_shrink", "squareplus",
+               "sparse_plus"]
 
 
 def _cases():
@@ -156,6 +158,16 @@ ACTIVATION_PARAMS = [
     ({"name": "gelu", "approximate": False}, "gelu", {}, 3),
     ({"name": "softmax", "axis": 1}, "softmax", {"axis": 1}, 3),
     ({"name": "softmax", "axis": -1}, "softmax", {}, 3),
+    ({"name": "log_softmax", "axis": 1}, "log_softmax", {"axis": 1}, 3),
+    ({"name": "relu", "max_value": 6.0, "negative_slope": 0.1, "threshold": 1.0}, "relu",
+     {"max_value": 6.0, "negative_slope": 0.1, "threshold": 1.0}, 3),
+    ({"name": "relu", "threshold": -0.5}, "relu", {"threshold": -0.5}, 3),
+    ({"name": "relu", "max_value": 2.5}, "relu", {"max_value": 2.5}, 3),
+    ({"name": "hard_swish"}, "hard_silu", {}, 3),
+    ({"name": "celu", "alpha": 0.5}, "celu", {"alpha": 0.5}, 3),
+    ({"name": "hard_shrink", "threshold": 1.0}, "hard_shrink", {"threshold": 1.0}, 3),
+    ({"name": "soft_shrink", "threshold": 0.2}, "soft_shrink", {"threshold": 0.2}, 3),
+    ({"name": "squareplus", "b": 1.0}, "squareplus", {"b": 1.0}, 3),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from ...errors import SpecError
-from ...ir.functions import HardSigmoid
+from ...ir.functions import HardSigmoid, Relu
 from ...ir.layers import Layer, _Spatial
 from .catalog import snake_case
 from .layer_import import KERAS2_HARD_SIGMOID
@@ -48,7 +48,14 @@ def keras_object(fn: BaseModel, module: str, key: str = "name") -> dict:
 # Activation names Keras reads as exactly the IR function, given its parameters and Keras's major version.
 _NAMED: dict[str, Callable[[BaseModel, int], bool]] = {
     **{name: lambda f, major: True for name in
-       ("linear", "relu", "sigmoid", "tanh", "softplus", "softsign", "selu", "exponential", "swish")},
+       ("linear", "sigmoid", "tanh", "softplus", "softsign", "selu", "exponential", "swish")},
+    "relu": lambda f, major: f == Relu(),
+    # Keras 3's names only, with Keras 3's defaults
+    **{name: lambda f, major: major == 3 for name in (
+        "hard_silu", "mish", "hard_tanh", "log_sigmoid", "tanh_shrink", "sparse_plus")},
+    **{name: lambda f, major: major == 3 and f == type(f)() for name in (
+        "celu", "hard_shrink", "soft_shrink", "squareplus")},
+    "log_softmax": lambda f, major: major == 3 and f.axis == -1,
     "gelu": lambda f, major: not f.approximate,
     "elu": lambda f, major: f.alpha == 1.0,
     "softmax": lambda f, major: f.axis == -1,
@@ -62,6 +69,8 @@ _AS_LAYERS: dict[str, Callable[[BaseModel, int], tuple[str, dict]]] = {
     "elu": lambda f, major: ("ELU", {"alpha": f.alpha}),
     "softmax": lambda f, major: ("Softmax", {"axis": f.axis}),
     "relu6": lambda f, major: ("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}),
+    "relu": lambda f, major: ("ReLU", {"max_value": f.max_value, "negative_slope": f.negative_slope,
+                                       "threshold": f.threshold}),
 }
 
 

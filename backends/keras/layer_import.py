@@ -32,13 +32,13 @@ KERAS2_HARD_SIGMOID = 0.2  # Keras 2: clip(0.2 x + 0.5); Keras 3 (the IR default
 
 
 def _relu(params: dict) -> tuple[str, dict]:
-    """Keras's ReLU(max_value, negative_slope, threshold) in the IR's terms, where it has them."""
+    """Keras's ReLU(max_value, negative_slope, threshold), in the IR's simplest spelling."""
     top, slope, threshold = params.get("max_value"), params.get("negative_slope") or 0.0, params.get("threshold") or 0.0
     if threshold == 0.0 and top is None:
         return ("leaky_relu", {"alpha": slope}) if slope else ("relu", {})
     if threshold == 0.0 and slope == 0.0 and top == 6.0:
         return "relu6", {}
-    raise ValueError(f"ReLU with max_value={top}, negative_slope={slope}, threshold={threshold}")
+    return "relu", {"max_value": top, "negative_slope": slope, "threshold": threshold}
 
 
 def activation(name: str, params: dict | None, version: str, ctx: Context, what: str) -> BaseModel:
@@ -46,10 +46,7 @@ def activation(name: str, params: dict | None, version: str, ctx: Context, what:
     for key in ("name", "trainable", "dtype"):
         params.pop(key, None)
     if name == "relu" and params:
-        try:
-            name, params = _relu(params)
-        except ValueError as exc:
-            raise ctx.error(f"{what}: {exc} has no nnspec equivalent") from None
+        name, params = _relu(params)
     if name == "hard_sigmoid" and version.startswith("2"):
         params.setdefault("slope", KERAS2_HARD_SIGMOID)
     return function(ACTIVATIONS, name, params, ctx, what)
@@ -58,6 +55,7 @@ def activation(name: str, params: dict | None, version: str, ctx: Context, what:
 # Activation layers become Activation(<function>): class -> (function name, its parameters).
 ACTIVATION_LAYERS: dict[str, Callable[[dict], tuple[str, dict]]] = {
     "ReLU": _relu,
+    "ThresholdedReLU": lambda c: ("relu", {"threshold": c.get("theta", 1.0)}),  # Keras 2 only
     "LeakyReLU": lambda c: ("leaky_relu", {"alpha": c.get("negative_slope", 0.3)}),
     "ELU": lambda c: ("elu", {"alpha": c.get("alpha", 1.0)}),
     "Softmax": lambda c: ("softmax", {"axis": _one_axis(c.get("axis", -1))}),

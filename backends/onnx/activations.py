@@ -11,7 +11,7 @@ from .graph import Var
 # name -> expansion(fn, x); `fn` is the IR's activation with its parameters.
 ACTIVATIONS: dict[str, Callable[[Fn, Var], Var]] = {
     "linear": lambda f, x: x,
-    "relu": lambda f, x: P.relu(x),
+    "relu": lambda f, x: _relu(f, x),
     "relu6": lambda f, x: P.clip(x, min=0.0, max=6.0),
     "leaky_relu": lambda f, x: P.leaky_relu(x, alpha=f.alpha),
     "elu": lambda f, x: P.elu(x, alpha=f.alpha),
@@ -23,20 +23,50 @@ ACTIVATIONS: dict[str, Callable[[Fn, Var], Var]] = {
     "hard_sigmoid": lambda f, x: P.hard_sigmoid(x, alpha=f.slope, beta=0.5),
     "exponential": lambda f, x: P.exp(x),
     "swish": lambda f, x: x * P.sigmoid(x),
+    "hard_silu": lambda f, x: x * P.hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5),
+    "mish": lambda f, x: x * P.tanh(P.softplus(x)),
     "gelu": lambda f, x: (0.5 * x * (1.0 + P.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
                           if f.approximate else 0.5 * x * (1.0 + P.erf(x * (1.0 / math.sqrt(2.0))))),
     "softmax": lambda f, x: P.softmax(x, axis=f.axis % x.rank),
+    "log_softmax": lambda f, x: P.log_softmax(x, axis=f.axis % x.rank),
+    "celu": lambda f, x: P.relu(x) + f.alpha * (P.exp(P.minimum(x, _zero(x)) * (1.0 / f.alpha)) - 1.0),
+    "hard_tanh": lambda f, x: P.clip(x, min=-1.0, max=1.0),
+    "log_sigmoid": lambda f, x: -P.softplus(-x),
+    "tanh_shrink": lambda f, x: x - P.tanh(x),
+    "hard_shrink": lambda f, x: P.select(P.greater(P.abs(x), f.threshold), x, 0.0),
+    "soft_shrink": lambda f, x: P.relu(x - f.threshold) - P.relu(-x - f.threshold),
+    "squareplus": lambda f, x: 0.5 * (x + P.sqrt(x * x + f.b)),
+    "sparse_plus": lambda f, x: P.select(P.greater_equal(x, 1.0), x,
+                                         0.25 * _square(P.clip(x, min=-1.0, max=1.0) + 1.0)),
 }
+
+
+def _zero(x: Var) -> Var:
+    return x.graph.const(0.0, "float32")
+
+
+def _square(x: Var) -> Var:
+    return x * x
+
+
+def _relu(f: Fn, x: Var) -> Var:
+    """Keras's relu in its general form; the plain and leaky cases stay one ONNX op."""
+    if f.threshold == 0.0 and f.max_value is None:
+        return P.leaky_relu(x, alpha=f.negative_slope) if f.negative_slope else P.relu(x)
+    above = P.select(P.greater(x, f.threshold), x, 0.0)
+    if f.max_value is not None:
+        above = P.clip(above, min=0.0, max=f.max_value)
+    return above - f.negative_slope * P.relu(f.threshold - x) if f.negative_slope else above
 
 
 def activation(fn: Fn, x: Var) -> Var:
     return ACTIVATIONS[fn.name](fn, x)
 
 
-# name -> (ONNX RNN activation, alpha, beta); an activation missing here is not fusable.
+# name -> (ONNX RNN activation, alpha, beta), or None where these parameters have none: not fusable.
 RNN_ACTIVATIONS: dict[str, Callable[[Fn], tuple]] = {
     "linear": lambda f: ("Affine", 1.0, 0.0),
-    "relu": lambda f: ("Relu",),
+    "relu": lambda f: ("Relu",) if f.threshold == 0.0 and f.max_value is None and not f.negative_slope else None,
     "tanh": lambda f: ("Tanh",),
     "sigmoid": lambda f: ("Sigmoid",),
     "softsign": lambda f: ("Softsign",),
@@ -50,9 +80,9 @@ RNN_ACTIVATIONS: dict[str, Callable[[Fn], tuple]] = {
 def rnn_activations(fns: list[Fn]) -> dict | None:
     """The `activations` attributes of an ONNX RNN/GRU/LSTM node, or None if one has no ONNX name.
     onnxruntime reads alphas and betas in order, only for the activations that take them."""
-    if any(f.name not in RNN_ACTIVATIONS for f in fns):
+    specs = [RNN_ACTIVATIONS[f.name](f) if f.name in RNN_ACTIVATIONS else None for f in fns]
+    if None in specs:
         return None
-    specs = [RNN_ACTIVATIONS[f.name](f) for f in fns]
     return {"activations": [s[0] for s in specs],
             "activation_alpha": [float(s[1]) for s in specs if len(s) > 1],
             "activation_beta": [float(s[2]) for s in specs if len(s) > 2]}

@@ -18,8 +18,13 @@ class Linear(Fn):
 
 
 class Relu(Fn):
+    """Keras's relu: x above `threshold` (capped at `max_value`), `negative_slope` * (x - threshold) below."""
+
     name: Literal["relu"] = "relu"
     aliases = ("ReLU",)
+    negative_slope: NonNegativeFloat = 0.0
+    max_value: NonNegativeFloat | None = None
+    threshold: float = 0.0
 
 
 class Relu6(Fn):
@@ -78,6 +83,17 @@ class Swish(Fn):
     aliases = ("silu",)
 
 
+class HardSilu(Fn):
+    """x * hard_sigmoid(x) with Keras 3's slope of 1/6: MobileNetV3's hard swish."""
+
+    name: Literal["hard_silu"] = "hard_silu"
+    aliases = ("hard_swish",)
+
+
+class Mish(Fn):
+    name: Literal["mish"] = "mish"
+
+
 class Gelu(Fn):
     name: Literal["gelu"] = "gelu"
     positional = ("approximate",)
@@ -91,10 +107,57 @@ class Softmax(Fn):
     axis: int = -1
 
 
+class Celu(Fn):
+    name: Literal["celu"] = "celu"
+    positional = ("alpha",)
+    alpha: PositiveFloat = 1.0
+
+
+class HardTanh(Fn):
+    name: Literal["hard_tanh"] = "hard_tanh"
+
+
+class LogSigmoid(Fn):
+    name: Literal["log_sigmoid"] = "log_sigmoid"
+
+
+class TanhShrink(Fn):
+    name: Literal["tanh_shrink"] = "tanh_shrink"
+
+
+class HardShrink(Fn):
+    name: Literal["hard_shrink"] = "hard_shrink"
+    positional = ("threshold",)
+    threshold: NonNegativeFloat = 0.5
+
+
+class SoftShrink(Fn):
+    name: Literal["soft_shrink"] = "soft_shrink"
+    positional = ("threshold",)
+    threshold: NonNegativeFloat = 0.5
+
+
+class Squareplus(Fn):
+    name: Literal["squareplus"] = "squareplus"
+    positional = ("b",)
+    b: NonNegativeFloat = 4.0
+
+
+class SparsePlus(Fn):
+    name: Literal["sparse_plus"] = "sparse_plus"
+
+
+class LogSoftmax(Fn):
+    name: Literal["log_softmax"] = "log_softmax"
+    positional = ("axis",)
+    axis: int = -1
+
+
 ACTIVATIONS = Family(
     "activation",
     [Linear, Relu, Relu6, LeakyRelu, Elu, Selu, Softplus, Softsign, Tanh, Sigmoid, HardSigmoid, Exponential,
-     Swish, Gelu, Softmax],
+     Swish, HardSilu, Mish, Gelu, Softmax, LogSoftmax, Celu, HardTanh, LogSigmoid, TanhShrink, HardShrink,
+     SoftShrink, Squareplus, SparsePlus],
 )
 Activation = ACTIVATIONS.type
 
