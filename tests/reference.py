@@ -264,6 +264,39 @@ def _layer_norm(c, w, x, mask, kv):
             + _along(beta, axes, x.shape))
 
 
+def _group_norm(c, w, x, mask, kv):
+    groups, w = c.get("groups", 32), list(w)
+    gamma = w.pop(0) if c.get("scale", True) else 1.0
+    beta = w.pop(0) if c.get("center", True) else 0.0
+    g = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)
+    axes = tuple(range(1, x.ndim - 1)) + (x.ndim,)
+    mean = g.mean(axes, keepdims=True)
+    var = ((g - mean) ** 2).mean(axes, keepdims=True)
+    return ((g - mean) / np.sqrt(var + c.get("epsilon", 1e-3))).reshape(x.shape) * gamma + beta
+
+
+def _unit_norm(c, w, x, mask, kv):
+    axis = c.get("axis", -1)
+    axes = tuple(a % x.ndim for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
+    return x / np.sqrt(np.maximum((x * x).sum(axes, keepdims=True), 1e-12))
+
+
+def _rescaling(c, w, x, mask, kv):
+    return x * np.asarray(c["scale"], np.float64) + np.asarray(c.get("offset", 0.0), np.float64)
+
+
+def _dot(c, w, xs, mask, kv):
+    """Keras's batch_dot, one sample at a time with np.tensordot."""
+    x, y = xs
+    axes = c["axes"] if isinstance(c["axes"], (list, tuple)) else [c["axes"]] * 2
+    ax, ay = axes[0] % x.ndim, axes[1] % y.ndim
+    if c.get("normalize"):
+        x = x / np.sqrt(np.maximum((x * x).sum(ax, keepdims=True), 1e-12))
+        y = y / np.sqrt(np.maximum((y * y).sum(ay, keepdims=True), 1e-12))
+    out = np.stack([np.tensordot(a, b, axes=(ax - 1, ay - 1)) for a, b in zip(x, y)])
+    return out.reshape(len(x), 1) if out.ndim == 1 else out
+
+
 # --------------------------------------------------------------------------------------------
 # recurrent layers
 
@@ -396,6 +429,7 @@ def _concatenate(c, w, xs, mask, kv):
 # --------------------------------------------------------------------------------------------
 
 MERGE_LAYERS = {
+    "Dot": _dot,
     "Add": _merge(np.add),
     "Subtract": _merge(np.subtract),
     "Multiply": _merge(np.multiply),
@@ -419,7 +453,11 @@ LAYERS = {
     "Softmax": _softmax_layer,
     **{name: _identity for name in (
         "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
-        "GaussianDropout", "AlphaDropout", "ActivityRegularization")},
+        "GaussianDropout", "AlphaDropout", "ActivityRegularization", "StochasticDepth")},
+    "Rescaling": _rescaling,
+    "UnitNormalization": _unit_norm,
+    "LayerScale": lambda c, w, x, mask, kv: x * w[0],
+    "GroupNormalization": _group_norm,
     "Flatten": _flatten,
     "Reshape": _reshape,
     "Permute": _permute,

@@ -27,6 +27,18 @@ CASES = {
     "log_softmax_axis": ([3, 4], [{"type": "Activation", "activation": {"name": "log_softmax", "axis": 1}}]),
     "relu_general": ([6], [{"type": "Dense", "units": 5, "activation": {"name": "relu", "max_value": 0.6,
                                                                         "negative_slope": 0.2, "threshold": 0.1}}]),
+    "noise_layers_inference": ([4], [{"type": "GaussianNoise", "stddev": 0.3}, {"type": "GaussianDropout", "rate": 0.2},
+                                     {"type": "AlphaDropout", "rate": 0.2}, {"type": "Dense", "units": 2}]),
+    "rescaling": ([3], [{"type": "Rescaling", "scale": [0.5, 2.0, -1.0], "offset": 0.25}, {"type": "Dense", "units": 2}]),
+    "unit_normalization": ([3, 4], [{"type": "UnitNormalization", "axis": [1, 2]}]),
+    "layer_scale": ([3, 4], [{"type": "LayerScale", "init_values": 0.5, "projection_dim": 4}]),
+    "group_normalization": ([3, 4], [{"type": "GroupNormalization", "groups": 2}]),
+    "dot": ([4], [{"type": "Dense", "units": 6, "name": "a", "inputs": ["x"]},
+                  {"type": "Reshape", "target_shape": [2, 3], "name": "ra", "inputs": ["a"]},
+                  {"type": "Dense", "units": 6, "name": "b", "inputs": ["x"]},
+                  {"type": "Reshape", "target_shape": [3, 2], "name": "rb", "inputs": ["b"]},
+                  {"type": "Dot", "axes": [2, 1], "name": "d", "inputs": ["ra", "rb"]},
+                  {"type": "Dot", "axes": 2, "normalize": True, "name": "cos", "inputs": ["d", "d"]}]),
     "softmax_axis": ([3, 4], [{"type": "Activation", "activation": {"name": "softmax", "axis": 1}}]),
     "hard_sigmoid_selu": ([5], [{"type": "Dense", "units": 4, "activation": "selu"},
                                 {"type": "Activation", "activation": "hard_sigmoid"}]),
@@ -81,7 +93,11 @@ class FixedTraining:
         self.updates = {}
 
     def dropout_mask(self, layer, x):
-        keep = self.rng.random((2, *x.shape[1:])) >= layer.rate
+        shape = [2, *x.shape[1:]]
+        if getattr(layer, "noise_shape", None) is not None:  # one draw per sample (and channel)
+            noise = [*layer.noise_shape, *[1] * (x.rank - len(layer.noise_shape))]
+            shape = [s if n is None else n for s, n in zip(shape, noise)]
+        keep = self.rng.random(shape) >= layer.rate
         return x.graph.const((keep / (1 - layer.rate)).astype(np.float32))
 
     def update(self, layer, weight, value):
@@ -94,6 +110,13 @@ class FixedTraining:
 TRAINING_CASES = {
     "batch_norm_training": ([3, 4], [{"type": "BatchNormalization", "axis": 1}]),
     "dropout_training": ([6], [{"type": "Dense", "units": 5}, {"type": "Dropout", "rate": 0.4}]),
+    "spatial_dropouts_training": ([2, 2, 2, 3], [{"type": "SpatialDropout3D", "rate": 0.4},
+                                                 {"type": "Reshape", "target_shape": [4, 2, 3]},
+                                                 {"type": "SpatialDropout2D", "rate": 0.3},
+                                                 {"type": "Reshape", "target_shape": [8, 3]},
+                                                 {"type": "SpatialDropout1D", "rate": 0.5}, {"type": "Dense", "units": 2}]),
+    "stochastic_depth_training": ([3, 4], [{"type": "Dense", "units": 4},
+                                           {"type": "StochasticDepth", "drop_path_rate": 0.5}]),
 }
 CASES.update(TRAINING_CASES)
 

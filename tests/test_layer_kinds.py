@@ -28,6 +28,11 @@ NOT_LIFTABLE = {
     "Bidirectional": "ONNX has it as recurrent ops and slices that are not one layer",
     "TimeDistributed": "ONNX has it as reshapes around the inner layer's ops",
     "Lambda": "elementwise ONNX ops outside an activation are not gathered into an expression",
+    **{kind: "an identity at inference: the graph holds nothing to lift" for kind in (
+        "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
+        "AlphaDropout", "StochasticDepth")},
+    **{kind: "ONNX has it as elementwise and reduction ops that the lift does not gather into this layer" for kind in (
+        "Rescaling", "UnitNormalization", "LayerScale", "GroupNormalization", "Dot")},
 }
 
 

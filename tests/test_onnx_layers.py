@@ -75,6 +75,21 @@ def _cases():
     case("BatchNormalization", [{"type": "BatchNormalization", "scale": False, "epsilon": 0.01}], (3, 4))
     case("BatchNormalization", [{"type": "BatchNormalization", "axis": 1, "center": False}], (3, 4))
     case("BatchNormalization", [{"type": "BatchNormalization"}], (5, 5, 3))
+    for kind in ("SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"):
+        case(kind, [{"type": kind, "rate": 0.3}], (*[3] * int(kind[-2]), 2))
+    case("GaussianNoise", [{"type": "GaussianNoise", "stddev": 0.5}], (4,))
+    case("GaussianDropout", [{"type": "GaussianDropout", "rate": 0.2}], (4,))
+    case("AlphaDropout", [{"type": "AlphaDropout", "rate": 0.2}], (4,))
+    case("StochasticDepth", [{"type": "StochasticDepth", "drop_path_rate": 0.2}], (3, 3, 4))
+    case("Rescaling", [{"type": "Rescaling", "scale": 1 / 127.5, "offset": -1.0}], (4, 4, 3))
+    case("Rescaling", [{"type": "Rescaling", "scale": [0.5, 2.0, 1.0], "offset": [0.1, 0.0, -1.0]}], (2, 3))
+    case("Rescaling", [{"type": "Rescaling", "scale": 0.5}], ((5,), "uint8"))
+    case("UnitNormalization", [{"type": "UnitNormalization"}], (5,))
+    case("UnitNormalization", [{"type": "UnitNormalization", "axis": [1, 2]}], (3, 4))
+    case("LayerScale", [{"type": "LayerScale", "init_values": 1e-6, "projection_dim": 4}], (3, 4))
+    case("GroupNormalization", [{"type": "GroupNormalization", "groups": 2}], (5, 5, 4))
+    case("GroupNormalization", [{"type": "GroupNormalization", "groups": 3, "center": False}], (6,))
+    case("GroupNormalization", [{"type": "GroupNormalization", "groups": 1, "epsilon": 1e-5}], (4, 6))
     case("LayerNormalization", [{"type": "LayerNormalization"}], (6,))
     case("LayerNormalization", [{"type": "LayerNormalization", "axis": 1, "scale": False}], (3, 4))
     case("LayerNormalization", [{"type": "LayerNormalization", "center": False, "epsilon": 1e-5}], (3, 4))
@@ -119,6 +134,11 @@ def _cases():
         case(kind, [{"type": kind, "inputs": [f"x{i}" for i in range(n)]}], *[(2, 3)] * n)
     case("Concatenate", [{"type": "Concatenate", "inputs": ["x0", "x1"]}], (2, 3), (2, 4))
     case("Concatenate", [{"type": "Concatenate", "axis": 1, "inputs": ["x0", "x1", "x2"]}], (2, 3), (1, 3), (4, 3))
+    case("Dot", [{"type": "Dot", "axes": 1, "inputs": ["x0", "x1"]}], (5,), (5,))
+    case("Dot", [{"type": "Dot", "axes": 1, "normalize": True, "inputs": ["x0", "x1"]}], (5,), (5,))
+    case("Dot", [{"type": "Dot", "axes": [2, 1], "inputs": ["x0", "x1"]}], (3, 4), (4, 2))
+    case("Dot", [{"type": "Dot", "axes": [2, 2], "inputs": ["x0", "x1"]}], (3, 4), (5, 4))  # attention scores
+    case("Dot", [{"type": "Dot", "axes": [1, 2], "normalize": True, "inputs": ["x0", "x1"]}], (3, 2, 4), (2, 3))
     return cases
 
 

@@ -130,10 +130,20 @@ def _activation(c):
     return activation(c.layer.activation, c.x)
 
 
-@expands("Dropout", "ActivityRegularization")  # identities at inference
+# Layers that are identities at inference; in training the masked ones multiply by a dropout mask.
+_MASKED = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "StochasticDepth")
+_NOISE = ("GaussianNoise", "GaussianDropout", "AlphaDropout")
+
+
+@expands(*_MASKED, *_NOISE, "ActivityRegularization")
 def _identity(c):
-    if c.train is not None and c.layer.type == "Dropout" and c.layer.rate > 0:
+    if c.train is None:
+        return c.x
+    if c.layer.type in _MASKED and c.layer.rate > 0:
         return c.x * c.train.dropout_mask(c.layer, c.x)  # the mask holds 0 or 1 / (1 - rate)
+    if c.layer.type in _NOISE:
+        raise c.fail("training with random noise layers is not supported yet (they are exact at inference); "
+                     "remove the layer to train")
     return c.x
 
 
@@ -321,6 +331,38 @@ def _layer_norm(c):
     return centered / P.sqrt(variance + c.layer.epsilon) * _along(gamma, axis, rank) + _along(beta, axis, rank)
 
 
+@expands("GroupNormalization")
+def _group_norm(c):
+    """Statistics per sample and group of channels, over every other non-batch axis."""
+    rank, channels, groups = c.x.rank, c.x.shape[-1], c.layer.groups
+    gamma, beta = _gamma_beta(c, channels)
+    grouped = P.reshape(c.x, shape=(0,) * (rank - 1) + (groups, channels // groups))
+    axes = tuple(range(1, rank - 1)) + (rank,)
+    centered = grouped - P.reduce_mean(grouped, axes=axes, keepdims=True)
+    variance = P.reduce_mean(centered * centered, axes=axes, keepdims=True)
+    normalized = P.reshape(centered / P.sqrt(variance + c.layer.epsilon), shape=(0,) * (rank - 1) + (channels,))
+    return normalized * gamma + beta
+
+
+@expands("UnitNormalization")
+def _unit_norm(c):
+    axes = tuple(a + 1 for a in c.layer.axes(c.x.rank - 1))
+    squares = P.reduce_sum(c.x * c.x, axes=axes, keepdims=True)
+    return c.x / P.sqrt(P.maximum(squares, c.x.graph.const(1e-12, "float32")))
+
+
+@expands("Rescaling")
+def _rescaling(c):
+    x = c.x if c.in_types[0].dtype == "float32" else P.cast(c.x, dtype="float32")
+    const = lambda v: x.graph.const(np.asarray(v, np.float32))  # noqa: E731
+    return x * const(c.layer.scale) + const(c.layer.offset)
+
+
+@expands("LayerScale")
+def _layer_scale(c):
+    return c.x * c.w("gamma")
+
+
 @expands("LayerNormalization", table=FUSED)
 def _layer_norm_fused(c):
     if _axis(c.layer.axis, c.x.rank) != c.x.rank - 1:
@@ -360,6 +402,24 @@ _MERGES: dict[str, Callable[[list[Var]], Var]] = {
 @expands(*_MERGES)
 def _merge(c):
     return _MERGES[c.layer.type](c.inputs)
+
+
+@expands("Dot")
+def _dot(c):
+    """Keras's batch_dot: move each contracted axis next to the batch, one batched MatMul."""
+    x, y = c.inputs
+    ax, ay = (a + 1 for a in c.layer.pair((x.rank - 1, y.rank - 1)))
+    if c.layer.normalize:
+        x, y = (v / P.sqrt(P.maximum(P.reduce_sum(v * v, axes=(a,), keepdims=True), v.graph.const(1e-12, "float32")))
+                for v, a in ((x, ax), (y, ay)))
+    x_rest = [i for i in range(1, x.rank) if i != ax]
+    y_rest = [i for i in range(1, y.rank) if i != ay]
+    rows = P.reshape(P.transpose(x, perm=(0, *x_rest, ax)), shape=(0, -1, x.shape[ax]))
+    cols = P.reshape(P.transpose(y, perm=(0, ay, *y_rest)), shape=(0, y.shape[ay], -1))
+    out = c.out_types[0].shape
+    if out.count(None) > 1:
+        raise c.fail("Dot needs the sizes of its inputs' other axes known")
+    return P.reshape(rows @ cols, shape=(0, *[-1 if d is None else d for d in out]))
 
 
 @expands("Concatenate")

@@ -82,7 +82,8 @@ class _Context:
     def dropout_mask(self, layer: Layer, x: Var) -> Var:
         shape = list(x.shape)
         if layer.noise_shape is not None:  # Keras: None in noise_shape means the input's size
-            shape = [s if n is None else n for s, n in zip([None, *x.shape[1:]], layer.noise_shape)]
+            noise = [*layer.noise_shape, *[1] * (x.rank - len(layer.noise_shape))]  # short: per sample
+            shape = [s if n is None else n for s, n in zip([None, *x.shape[1:]], noise)]
         shape[0] = None
         spec = DropoutInput(f"{layer.name}/dropout_mask", tuple(shape), layer.rate)
         self.dropout.append(spec)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 from . import windows
 from .base import Family, ShapeError, TensorType, Weight
 from .functions import (
-    Activation, Constraint, Initializer, Regularizer, GlorotUniform, Linear, Ones, Orthogonal, RandomUniform,
+    Activation, Constraint, Initializer, Regularizer, Constant, GlorotUniform, Linear, Ones, Orthogonal, RandomUniform,
     Sigmoid, Tanh, Zeros,
 )
 
@@ -229,6 +229,156 @@ class ActivityRegularization(Layer):
     positional = ("l1", "l2")
     l1: NonNegativeFloat = 0.0
     l2: NonNegativeFloat = 0.0
+
+
+class _SpatialDropout(Layer):
+    """Dropout of whole channels: one draw per sample and channel (Keras's SpatialDropoutND)."""
+
+    keeps_rank = True
+    rank: ClassVar[int] = 1
+    positional = ("rate",)
+    rate: float = Field(ge=0.0, lt=1.0)
+    seed: int | None = None
+
+    @property
+    def noise_shape(self) -> list[int | None]:
+        return [None, *[1] * self.rank, None]
+
+    def infer(self, ins):
+        t = ins[0]
+        if len(t.shape) != self.rank + 1:
+            raise ShapeError(f"{self.type} needs an input of rank {self.rank + 2} (batch, "
+                             f"{'spatial, ' * self.rank}channels), got {t}")
+        return [t]
+
+
+class SpatialDropout1D(_SpatialDropout):
+    type: Literal["SpatialDropout1D"] = "SpatialDropout1D"
+    aliases = ("spatial_dropout1d",)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    type: Literal["SpatialDropout2D"] = "SpatialDropout2D"
+    aliases = ("spatial_dropout2d",)
+    rank = 2
+
+
+class SpatialDropout3D(_SpatialDropout):
+    type: Literal["SpatialDropout3D"] = "SpatialDropout3D"
+    aliases = ("spatial_dropout3d",)
+    rank = 3
+
+
+class GaussianNoise(Layer):
+    """Adds N(0, stddev) noise in training; the identity at inference."""
+
+    type: Literal["GaussianNoise"] = "GaussianNoise"
+    keeps_rank = True
+    aliases = ("gaussian_noise",)
+    positional = ("stddev",)
+    stddev: NonNegativeFloat
+    seed: int | None = None
+
+
+class GaussianDropout(Layer):
+    """Multiplies by N(1, rate / (1 - rate)) noise in training; the identity at inference."""
+
+    type: Literal["GaussianDropout"] = "GaussianDropout"
+    keeps_rank = True
+    aliases = ("gaussian_dropout",)
+    positional = ("rate",)
+    rate: float = Field(ge=0.0, lt=1.0)
+    seed: int | None = None
+
+
+class AlphaDropout(Layer):
+    """Dropout that keeps SELU's mean and variance, in training; the identity at inference."""
+
+    type: Literal["AlphaDropout"] = "AlphaDropout"
+    keeps_rank = True
+    aliases = ("alpha_dropout",)
+    positional = ("rate",)
+    rate: float = Field(ge=0.0, lt=1.0)
+    noise_shape: list[int | None] | None = None
+    seed: int | None = None
+
+
+class StochasticDepth(Layer):
+    """ConvNeXt's drop-path: drops a residual branch for whole samples in training (keras.applications)."""
+
+    type: Literal["StochasticDepth"] = "StochasticDepth"
+    keeps_rank = True
+    aliases = ("stochastic_depth", "drop_path")
+    positional = ("drop_path_rate",)
+    drop_path_rate: float = Field(ge=0.0, lt=1.0)
+
+    @property
+    def rate(self) -> float:
+        return self.drop_path_rate
+
+    @property
+    def noise_shape(self) -> list[int | None]:
+        return [None]  # one draw per sample; the rest broadcast
+
+
+class Rescaling(Layer):
+    """x * scale + offset (per channel when given as lists): Keras's preprocessing Rescaling."""
+
+    type: Literal["Rescaling"] = "Rescaling"
+    keeps_rank = True
+    aliases = ("rescaling", "rescale")
+    positional = ("scale", "offset")
+    scale: float | list[float]
+    offset: float | list[float] = 0.0
+
+    def infer(self, ins):
+        t = ins[0]
+        for name in ("scale", "offset"):
+            value = getattr(self, name)
+            if isinstance(value, list) and (not t.shape or len(value) not in (1, t.shape[-1])):
+                raise ShapeError(f"Rescaling's {name} has {len(value)} values for {t}")
+        return [TensorType("float32" if t.dtype not in FLOAT_DTYPES else t.dtype, t.shape, t.masked)]
+
+
+class UnitNormalization(Layer):
+    """x / ||x||, the L2 norm taken over `axis` (Keras: sum of squares floored at 1e-12)."""
+
+    type: Literal["UnitNormalization"] = "UnitNormalization"
+    keeps_rank = True
+    aliases = ("unit_normalization", "l2_normalize")
+    positional = ("axis",)
+    axis: int | list[int] = -1
+
+    def axes(self, rank: int) -> list[int]:
+        """The normalized axes as indices into the batch-less shape."""
+        return sorted(_axis(a, rank, "UnitNormalization") for a in
+                      (self.axis if isinstance(self.axis, list) else [self.axis]))
+
+    def infer(self, ins):
+        _floating(ins[0], "UnitNormalization")
+        self.axes(len(ins[0].shape))
+        return [ins[0]]
+
+
+class LayerScale(Layer):
+    """ConvNeXt's learned per-channel scale of a residual branch: x * gamma (keras.applications)."""
+
+    type: Literal["LayerScale"] = "LayerScale"
+    keeps_rank = True
+    aliases = ("layer_scale",)
+    positional = ("init_values", "projection_dim")
+    init_values: float
+    projection_dim: PositiveInt
+
+    def infer(self, ins):
+        t = ins[0]
+        _floating(t, "LayerScale")
+        if not t.shape or t.shape[-1] != self.projection_dim:
+            raise ShapeError(f"LayerScale(projection_dim={self.projection_dim}) needs that many channels, got {t}")
+        return [t]
+
+    def weights(self, ins):
+        return [Weight("gamma", (self.projection_dim,), Constant(value=self.init_values))]
 
 
 class Masking(Layer):
@@ -511,6 +661,26 @@ class LayerNormalization(_Norm):
         return self._gamma_beta(ins[0].shape[_axis(self.axis, len(ins[0].shape), self.type)])
 
 
+class GroupNormalization(_Norm):
+    """Normalizes each sample over groups of channels (and every other non-batch axis)."""
+
+    type: Literal["GroupNormalization"] = "GroupNormalization"
+    aliases = ("group_normalization", "group_norm", "groupnorm")
+    positional = ("groups",)
+    groups: PositiveInt = 32
+
+    def infer(self, ins):
+        (t,) = super().infer(ins)
+        if _axis(self.axis, len(t.shape), self.type) != len(t.shape) - 1:
+            raise ShapeError("GroupNormalization normalizes the channels, the last axis (axis=-1)")
+        if t.shape[-1] % self.groups:
+            raise ShapeError(f"GroupNormalization: {t.shape[-1]} channels do not split into {self.groups} groups")
+        return [t]
+
+    def weights(self, ins):
+        return self._gamma_beta(ins[0].shape[-1])
+
+
 # ---- recurrent -----------------------------------------------------------------------
 
 
@@ -727,12 +897,43 @@ class Concatenate(_Merge):
         return [TensorType(ins[0].dtype, shape, any(t.masked for t in ins))]
 
 
+class Dot(Layer):
+    """Batched dot product of two tensors over `axes` (Keras's batch_dot); `normalize` takes
+    cosine similarities (each input L2-normalized along its axis first)."""
+
+    type: Literal["Dot"] = "Dot"
+    aliases = ("dot",)
+    positional = ("axes",)
+    n_inputs = (2, 2)
+    axes: int | list[int]
+    normalize: bool = False
+
+    def pair(self, ranks: tuple[int, int]) -> tuple[int, int]:
+        """The contracted axis of each input, as an index into its batch-less shape."""
+        axes = self.axes if isinstance(self.axes, list) else [self.axes, self.axes]
+        if len(axes) != 2:
+            raise ShapeError(f"Dot takes one axis or two, got {self.axes}")
+        return tuple(_axis(a, r, "Dot") for a, r in zip(axes, ranks))
+
+    def infer(self, ins):
+        x, y = ins
+        for t in ins:
+            _floating(t, "Dot")
+        ax, ay = self.pair((len(x.shape), len(y.shape)))
+        if None in (x.shape[ax], y.shape[ay]) or x.shape[ax] != y.shape[ay]:
+            raise ShapeError(f"Dot on axes {self.axes} needs equal known sizes, got {x} and {y}")
+        rest = [d for i, d in enumerate(x.shape) if i != ax] + [d for i, d in enumerate(y.shape) if i != ay]
+        return [TensorType(x.dtype, tuple(rest) or (1,))]
+
+
 LAYER_CLASSES: list[type[Layer]] = [
     Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
     Lambda, Embedding, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization,
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
     Maximum, Minimum, Concatenate,
+    SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
+    StochasticDepth, Rescaling, UnitNormalization, LayerScale, GroupNormalization, Dot,
 ]
 LAYERS = Family("layer", LAYER_CLASSES, key="type")
 AnyLayer = LAYERS.type
