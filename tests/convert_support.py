@@ -98,7 +98,8 @@ CATALOG = {
     "masking": ([[5, 3]], [{"type": "Masking"}, {"type": "LSTM", "units": 4}, {"type": "Dropout", "rate": 0.5},
                            {"type": "ActivityRegularization", "l2": 0.01}, _dense(2)], None),
     "preprocessing_and_norms": ([[4, 4, 4]], [
-        {"type": "Rescaling", "scale": 0.5, "offset": -1.0}, {"type": "GaussianNoise", "stddev": 0.1},
+        {"type": "Rescaling", "scale": 0.5, "offset": -1.0}, {"type": "Normalization"},
+        {"type": "Normalization", "mean": [0.5, 1.0, 0.0, 2.0], "variance": 2.0}, {"type": "GaussianNoise", "stddev": 0.1},
         {"type": "SpatialDropout2D", "rate": 0.2}, {"type": "GroupNormalization", "groups": 2},
         {"type": "LayerScale", "init_values": 0.1, "projection_dim": 4},
         {"type": "StochasticDepth", "drop_path_rate": 0.1},

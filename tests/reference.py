@@ -275,6 +275,17 @@ def _group_norm(c, w, x, mask, kv):
     return ((g - mean) / np.sqrt(var + c.get("epsilon", 1e-3))).reshape(x.shape) * gamma + beta
 
 
+def _normalization(c, w, x, mask, kv):
+    axis = c.get("axis", -1)
+    axis = (axis[0] if isinstance(axis, (list, tuple)) else axis) % x.ndim
+    mean, var = (w[0], w[1]) if w else (np.asarray(c["mean"], np.float64), np.asarray(c["variance"], np.float64))
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    mean, var = np.reshape(mean, shape) if np.size(mean) > 1 else mean, np.reshape(var, shape) if np.size(var) > 1 else var
+    std = np.maximum(np.sqrt(var), 1e-7)
+    return mean + x * std if c.get("invert") else (x - mean) / std
+
+
 def _unit_norm(c, w, x, mask, kv):
     axis = c.get("axis", -1)
     axes = tuple(a % x.ndim for a in (axis if isinstance(axis, (list, tuple)) else [axis]))
@@ -456,6 +467,7 @@ LAYERS = {
         "GaussianDropout", "AlphaDropout", "ActivityRegularization", "StochasticDepth")},
     "Rescaling": _rescaling,
     "UnitNormalization": _unit_norm,
+    "Normalization": _normalization,
     "LayerScale": lambda c, w, x, mask, kv: x * w[0],
     "GroupNormalization": _group_norm,
     "Flatten": _flatten,

@@ -90,7 +90,7 @@ def layer(class_name: str, config: dict, version: str, ctx: Context, wrapped: bo
         if key.endswith("_config") and key[: -len("_config")] in config:
             continue  # an activation's parameters, read with it
         if key in member.model_fields and key not in ("name", "trainable", "type", "inputs"):
-            fields[key] = _field(key, value, config, version, ctx)
+            fields[key] = _field(member, key, value, config, version, ctx)
         elif key in neutral:
             allowed = neutral[key]
             if allowed is not ANY and value != allowed and value is not None:
@@ -114,7 +114,7 @@ def _identity(config: dict) -> dict:
     return {"name": config.get("name"), "trainable": config.get("trainable", True)}
 
 
-def _field(key: str, value, config: dict, version: str, ctx: Context):
+def _field(member: type[Layer], key: str, value, config: dict, version: str, ctx: Context):
     if key in ("activation", "recurrent_activation"):
         return activation(value, config.get(f"{key}_config"), version, ctx, key)
     for suffix, family in _FAMILIES.items():
@@ -125,7 +125,7 @@ def _field(key: str, value, config: dict, version: str, ctx: Context):
             return None
         inner = layer(value["class_name"], value["config"], version, ctx, wrapped=True)
         return inner.model_copy(update={"name": None})
-    if key == "axis" and isinstance(value, list):
+    if key == "axis" and isinstance(value, list) and "list" not in str(member.model_fields["axis"].annotation):
         try:
             return _one_axis(value)
         except ValueError as exc:

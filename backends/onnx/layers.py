@@ -358,6 +358,19 @@ def _rescaling(c):
     return x * const(c.layer.scale) + const(c.layer.offset)
 
 
+@expands("Normalization")
+def _normalization(c):
+    x = c.x if c.in_types[0].dtype == "float32" else P.cast(c.x, dtype="float32")
+    layer, axis = c.layer, _axis(c.layer.axis, c.x.rank)
+    if layer.mean is None:
+        mean, variance = _along(c.w("mean"), axis, x.rank), _along(c.w("variance"), axis, x.rank)
+    else:
+        shape = (-1,) + (1,) * (x.rank - 1 - axis)
+        mean, variance = (x.graph.const(np.reshape(np.asarray(v, np.float32), shape)) for v in (layer.mean, layer.variance))
+    std = P.maximum(P.sqrt(variance), x.graph.const(1e-7, "float32"))  # Keras's backend epsilon
+    return mean + x * std if layer.invert else (x - mean) / std
+
+
 @expands("LayerScale")
 def _layer_scale(c):
     return c.x * c.w("gamma")

@@ -340,6 +340,42 @@ class Rescaling(Layer):
         return [TensorType("float32" if t.dtype not in FLOAT_DTYPES else t.dtype, t.shape, t.masked)]
 
 
+class Normalization(Layer):
+    """(x - mean) / sqrt(variance) per feature (`invert`: the reverse), Keras's preprocessing layer:
+    with `mean` and `variance` given, or adapted to data (then weights: mean, variance, count)."""
+
+    type: Literal["Normalization"] = "Normalization"
+    keeps_rank = True
+    aliases = ("normalization", "standardize")
+    axis: int = -1
+    mean: float | list[float] | None = None
+    variance: float | list[float] | None = None
+    invert: bool = False
+
+    @model_validator(mode="after")
+    def _both_or_neither(self):
+        if (self.mean is None) != (self.variance is None):
+            raise ValueError("give both mean and variance, or neither (adapted: weights hold them)")
+        return self
+
+    def infer(self, ins):
+        t = ins[0]
+        axis = _axis(self.axis, len(t.shape), "Normalization")
+        size = _known(t.shape[axis], "Normalization's axis")
+        for name in ("mean", "variance"):
+            value = getattr(self, name)
+            if isinstance(value, list) and len(value) not in (1, size):
+                raise ShapeError(f"Normalization's {name} has {len(value)} values for {size} features")
+        return [TensorType("float32" if t.dtype not in FLOAT_DTYPES else t.dtype, t.shape, t.masked)]
+
+    def weights(self, ins):
+        if self.mean is not None:
+            return []
+        size = ins[0].shape[_axis(self.axis, len(ins[0].shape), "Normalization")]
+        return [Weight("mean", (size,), Zeros(), False), Weight("variance", (size,), Ones(), False),
+                Weight("count", (), Zeros(), False)]
+
+
 class UnitNormalization(Layer):
     """x / ||x||, the L2 norm taken over `axis` (Keras: sum of squares floored at 1e-12)."""
 
@@ -933,7 +969,7 @@ LAYER_CLASSES: list[type[Layer]] = [
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
     Maximum, Minimum, Concatenate,
     SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
-    StochasticDepth, Rescaling, UnitNormalization, LayerScale, GroupNormalization, Dot,
+    StochasticDepth, Rescaling, Normalization, UnitNormalization, LayerScale, GroupNormalization, Dot,
 ]
 LAYERS = Family("layer", LAYER_CLASSES, key="type")
 AnyLayer = LAYERS.type
