@@ -468,6 +468,8 @@ LAYERS = {
     "Rescaling": _rescaling,
     "UnitNormalization": _unit_norm,
     "Normalization": _normalization,
+    "NotEqual": lambda c, w, x, mask, kv: x != c.get("value", 0.0),
+    "Cast": lambda c, w, x, mask, kv: x.astype(c["dtype"]),
     "LayerScale": lambda c, w, x, mask, kv: x * w[0],
     "GroupNormalization": _group_norm,
     "Flatten": _flatten,

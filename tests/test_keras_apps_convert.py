@@ -29,11 +29,13 @@ CONVERTED = {
     "normalization": None,
     "group_normalization": None,
     "unit_normalization": None,
-    "layer_normalization": None,
     "inference_identity": None,
-    "dot": None,
     "merge_elementwise": None,
     "op_layers": None,
+    "convnext_narrow": None,
+    "transfer_base": None,
+    "transfer_sgd": None,
+    "transfer_adam": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 

@@ -153,9 +153,11 @@ def _stored_weight_count(path: Path) -> int:
 
 
 def _stored_weight_count_h5(f: h5py.File) -> int:
+    """Metric accumulators (Keras 3's `metrics/` group) are not the model's: left out."""
     sizes = []
     with f:
-        f.visititems(lambda _, obj: sizes.append(obj.size) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(lambda name, obj: sizes.append(obj.size)
+                     if isinstance(obj, h5py.Dataset) and not name.startswith("metrics/") else None)
     return sum(sizes)
 
 

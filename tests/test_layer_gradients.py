@@ -30,6 +30,8 @@ CASES = {
     "noise_layers_inference": ([4], [{"type": "GaussianNoise", "stddev": 0.3}, {"type": "GaussianDropout", "rate": 0.2},
                                      {"type": "AlphaDropout", "rate": 0.2}, {"type": "Dense", "units": 2}]),
     "rescaling": ([3], [{"type": "Rescaling", "scale": [0.5, 2.0, -1.0], "offset": 0.25}, {"type": "Dense", "units": 2}]),
+    "mask_as_float": (([5], "int32"), [{"type": "NotEqual"}, {"type": "Cast", "dtype": "float32"},
+                                       {"type": "Dense", "units": 2}]),
     "normalization": ([3, 2], [{"type": "Normalization", "axis": 1}, {"type": "Normalization", "mean": [1.0, 2.0],
                                                                        "variance": [0.5, 4.0]}]),
     "unit_normalization": ([3, 4], [{"type": "UnitNormalization", "axis": [1, 2]}]),

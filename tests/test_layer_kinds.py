@@ -32,7 +32,7 @@ NOT_LIFTABLE = {
         "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout",
         "AlphaDropout", "StochasticDepth")},
     **{kind: "ONNX has it as elementwise and reduction ops that the lift does not gather into this layer" for kind in (
-        "Rescaling", "Normalization", "UnitNormalization", "LayerScale", "GroupNormalization", "Dot")},
+        "NotEqual", "Cast", "Rescaling", "Normalization", "UnitNormalization", "LayerScale", "GroupNormalization", "Dot")},
 }
 
 

@@ -75,6 +75,10 @@ _WITH_WEIGHTS = (
 # Every IR layer kind is the Keras class of its name (unless it says Keras has none).
 IR_LAYERS = {kind for kind, member in LAYERS.members.items() if member.no_keras is None}
 
+# What op layers (TFOpLambda, keras.src.ops) are read as, besides stock layers: see op_layers.py.
+OP_LAYER_KINDS = {"NotEqual", "Cast"}
+WEIGHTLESS |= OP_LAYER_KINDS
+
 STOCK_LAYERS = WEIGHTLESS | _WITH_WEIGHTS | OTHER_STOCK | MODEL_CLASSES | IR_LAYERS
 
 RNN_LAYERS = _RNN | {"RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}

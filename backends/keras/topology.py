@@ -11,7 +11,7 @@ own ``weights`` are empty (the weights live on the nested model's layers).
 """
 from __future__ import annotations
 
-from . import catalog
+from . import catalog, op_layers
 from .errors import KerasFormatError
 from .model import KerasLayer, KerasModel, TensorRef
 from .normalize import Context, check_class, layer_config
@@ -124,19 +124,43 @@ def _synthesized_input(entry: dict, first: KerasLayer, config: dict, ctx: Contex
 def _functional(config, ctx: Context, keras_version: str) -> KerasModel:
     if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
         raise ctx.error("Functional config without a list of layers")
-    layers = []
+    layers, skipped = [], set()
     for entry in config["layers"]:
+        if op_layers.is_op_layer(entry):
+            entry = op_layers.rewrite(entry, ctx)
         name = _layer_name(entry, ctx)
         layer = _layer(entry, ctx, keras_version, name)
         layer.inbound = [_node(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
         layers.append(layer)
+        if keras_version.startswith("2") and _built_from_input(entry):
+            skipped.add(name)
     _unique(layers, ctx)
     model = KerasModel(name=str(config.get("name", "model")), layers=layers,
                        inputs=_refs(config.get("input_layers"), ctx, "input_layers"),
                        outputs=_refs(config.get("output_layers"), ctx, "output_layers"),
                        sequential=False, keras_version=keras_version)
+    if skipped:
+        _skip_first_nodes(model, skipped)
     _check_links(model, ctx)
     return model
+
+
+def _built_from_input(entry: dict) -> bool:
+    """A nested model whose own layers start with an InputLayer: Keras 2 made a node of that
+    construction (its call 0), left it out of the file, and still counts it in node indices."""
+    config = entry.get("config")
+    nested = config.get("layers") if isinstance(config, dict) else None
+    return (catalog.canonical_class(entry.get("class_name", "")) in catalog.MODEL_CLASSES and isinstance(nested, list)
+            and bool(nested) and isinstance(nested[0], dict) and nested[0].get("class_name") == "InputLayer")
+
+
+def _skip_first_nodes(model: KerasModel, names: set[str]) -> None:
+    """Keras 2 node indices of models built from an Input, counted without their construction."""
+    def shift(ref: TensorRef) -> TensorRef:
+        return (ref[0], ref[1] - 1, ref[2]) if ref[0] in names and ref[1] > 0 else ref
+    for layer in model.layers:
+        layer.inbound = [[shift(ref) for ref in node] for node in layer.inbound]
+    model.outputs = [shift(ref) for ref in model.outputs]
 
 
 def _node(node, ctx: Context) -> list[TensorRef]:

@@ -8,6 +8,8 @@ from ...ir.base import Fn
 from . import primitives as P
 from .graph import Var
 
+_GELU_C = math.sqrt(2.0 / math.pi)  # gelu's tanh form: x/2 (1 + tanh(c (x + 0.044715 x^3)))
+
 # name -> expansion(fn, x); `fn` is the IR's activation with its parameters.
 ACTIVATIONS: dict[str, Callable[[Fn, Var], Var]] = {
     "linear": lambda f, x: x,
@@ -25,7 +27,7 @@ ACTIVATIONS: dict[str, Callable[[Fn, Var], Var]] = {
     "swish": lambda f, x: x * P.sigmoid(x),
     "hard_silu": lambda f, x: x * P.hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5),
     "mish": lambda f, x: x * P.tanh(P.softplus(x)),
-    "gelu": lambda f, x: (0.5 * x * (1.0 + P.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    "gelu": lambda f, x: (x * (0.5 + 0.5 * P.tanh(x * (_GELU_C + _GELU_C * 0.044715 * (x * x))))
                           if f.approximate else 0.5 * x * (1.0 + P.erf(x * (1.0 / math.sqrt(2.0))))),
     "softmax": lambda f, x: P.softmax(x, axis=f.axis % x.rank),
     "log_softmax": lambda f, x: P.log_softmax(x, axis=f.axis % x.rank),
@@ -50,13 +52,14 @@ def _square(x: Var) -> Var:
 
 
 def _relu(f: Fn, x: Var) -> Var:
-    """Keras's relu in its general form; the plain and leaky cases stay one ONNX op."""
+    """Keras's relu in its general form, in as few ONNX ops as each case needs."""
     if f.threshold == 0.0 and f.max_value is None:
         return P.leaky_relu(x, alpha=f.negative_slope) if f.negative_slope else P.relu(x)
-    above = P.select(P.greater(x, f.threshold), x, 0.0)
-    if f.max_value is not None:
-        above = P.clip(above, min=0.0, max=f.max_value)
-    return above - f.negative_slope * P.relu(f.threshold - x) if f.negative_slope else above
+    if f.threshold == 0.0 and not f.negative_slope:
+        return P.clip(x, min=0.0, max=f.max_value)
+    above = x if f.max_value is None else P.clip(x, min=0.0, max=f.max_value)
+    below = (x - f.threshold) * f.negative_slope if f.negative_slope else 0.0
+    return P.select(P.greater(x, f.threshold), above, below)
 
 
 def activation(fn: Fn, x: Var) -> Var:

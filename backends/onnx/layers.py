@@ -147,6 +147,16 @@ def _identity(c):
     return c.x
 
 
+@expands("NotEqual")
+def _not_equal(c):
+    return P.ne(c.x, c.x.graph.const(np.asarray(c.layer.value, c.in_types[0].dtype)))
+
+
+@expands("Cast")
+def _cast(c):
+    return c.x if c.in_types[0].dtype == c.layer.dtype else P.cast(c.x, dtype=c.layer.dtype)
+
+
 @expands("Flatten")
 def _flatten(c):
     return P.reshape(c.x, shape=(0, c.out_types[0].shape[0]))
@@ -354,8 +364,9 @@ def _unit_norm(c):
 @expands("Rescaling")
 def _rescaling(c):
     x = c.x if c.in_types[0].dtype == "float32" else P.cast(c.x, dtype="float32")
-    const = lambda v: x.graph.const(np.asarray(v, np.float32))  # noqa: E731
-    return x * const(c.layer.scale) + const(c.layer.offset)
+    scale, offset = (np.asarray(v, np.float32) for v in (c.layer.scale, c.layer.offset))
+    y = x if np.all(scale == 1) else x * x.graph.const(scale)  # op layers (x + 3, x / 6) have one of them
+    return y if not np.any(offset) else y + x.graph.const(offset)
 
 
 @expands("Normalization")

@@ -143,6 +143,35 @@ class Dropout(Layer):
     seed: int | None = None
 
 
+class NotEqual(Layer):
+    """x != value, elementwise: the mask computation Keras 3 records as an op layer
+    (`keras.ops.not_equal(tokens, 0)`); its output is bool."""
+
+    type: Literal["NotEqual"] = "NotEqual"
+    keeps_rank = True
+    aliases = ("not_equal",)
+    positional = ("value",)
+    value: float = 0.0
+    no_keras = "Keras has it only as an op layer (keras.ops.not_equal), which nnspec reads but does not write"
+
+    def infer(self, ins):
+        return [TensorType("bool", ins[0].shape, ins[0].masked)]
+
+
+class Cast(Layer):
+    """The input converted to `dtype` (Keras's `keras.ops.cast` / `tf.cast` op layers)."""
+
+    type: Literal["Cast"] = "Cast"
+    keeps_rank = True
+    aliases = ("cast",)
+    positional = ("dtype",)
+    dtype: Literal[FLOAT_DTYPES + INT_DTYPES]
+    no_keras = "Keras has it only as an op layer (keras.ops.cast), which nnspec reads but does not write"
+
+    def infer(self, ins):
+        return [TensorType(self.dtype, ins[0].shape, ins[0].masked)]
+
+
 class Flatten(Layer):
     type: Literal["Flatten"] = "Flatten"
     aliases = ("flatten",)
@@ -969,7 +998,7 @@ LAYER_CLASSES: list[type[Layer]] = [
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
     Maximum, Minimum, Concatenate,
     SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
-    StochasticDepth, Rescaling, Normalization, UnitNormalization, LayerScale, GroupNormalization, Dot,
+    StochasticDepth, NotEqual, Cast, Rescaling, Normalization, UnitNormalization, LayerScale, GroupNormalization, Dot,
 ]
 LAYERS = Family("layer", LAYER_CLASSES, key="type")
 AnyLayer = LAYERS.type
