@@ -70,6 +70,7 @@ CASES = {
     "activity_regularization": ([4], [{"type": "ActivityRegularization", "l1": 0.1}, {"type": "Dense", "units": 2}]),
     "batch_norm_inference": ([3, 4], [{"type": "BatchNormalization"}]),
     "layer_norm": ([3, 4], [{"type": "LayerNormalization"}]),
+    "layer_norm_two_axes": ([3, 2, 4], [{"type": "LayerNormalization", "axis": [1, 3]}]),
     "simple_rnn": ([4, 2], [{"type": "SimpleRNN", "units": 3}]),
     "gru": ([4, 2], [{"type": "GRU", "units": 3, "return_sequences": True}]),
     "gru_reset_before": ([3, 2], [{"type": "GRU", "units": 2, "reset_after": False}]),

@@ -98,6 +98,8 @@ def _cases():
     case("GroupNormalization", [{"type": "GroupNormalization", "groups": 3, "center": False}], (6,))
     case("GroupNormalization", [{"type": "GroupNormalization", "groups": 1, "epsilon": 1e-5}], (4, 6))
     case("LayerNormalization", [{"type": "LayerNormalization"}], (6,))
+    case("LayerNormalization", [{"type": "LayerNormalization", "axis": [-2, -1]}], (3, 4))
+    case("LayerNormalization", [{"type": "LayerNormalization", "axis": [1, 3], "center": False}], (3, 2, 4))
     case("LayerNormalization", [{"type": "LayerNormalization", "axis": 1, "scale": False}], (3, 4))
     case("LayerNormalization", [{"type": "LayerNormalization", "center": False, "epsilon": 1e-5}], (3, 4))
 

@@ -46,15 +46,16 @@ _AFFINE: dict[str, Callable[[float, bool], tuple[float, float] | None]] = {
 
 
 def is_op_layer(entry: dict) -> bool:
-    """A TFOpLambda, or a Keras 3 operation: named by its module, or (legacy .h5, no module) by a
-    config without the `trainable` that every layer writes."""
+    """A TFOpLambda, or a Keras 3 operation: named by its module, or (Keras 3's legacy .h5, no
+    module) by Keras 3 call nodes and a config without the `trainable` that every layer writes."""
     if not isinstance(entry, dict):
         return False
-    module, config = entry.get("module"), entry.get("config")
+    module, config, nodes = entry.get("module"), entry.get("config"), entry.get("inbound_nodes")
     if isinstance(module, str):
         return module.startswith(("keras.src.ops.", "keras.ops."))
     return entry.get("class_name") == "TFOpLambda" or (
-        entry.get("class_name") in _OPS and isinstance(config, dict) and "trainable" not in config)
+        entry.get("class_name") in _OPS and isinstance(config, dict) and "trainable" not in config
+        and isinstance(nodes, list) and bool(nodes) and all(isinstance(n, dict) for n in nodes))
 
 
 def rewrite(entry: dict, ctx: Context) -> dict:

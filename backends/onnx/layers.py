@@ -334,11 +334,25 @@ def _batch_norm_fused(c):
 
 @expands("LayerNormalization")
 def _layer_norm(c):
-    axis, rank = _axis(c.layer.axis, c.x.rank), c.x.rank
-    gamma, beta = _gamma_beta(c, c.x.shape[axis])
-    centered = c.x - P.reduce_mean(c.x, axes=(axis,), keepdims=True)
-    variance = P.reduce_mean(centered * centered, axes=(axis,), keepdims=True)
-    return centered / P.sqrt(variance + c.layer.epsilon) * _along(gamma, axis, rank) + _along(beta, axis, rank)
+    axes = tuple(a + 1 for a in c.layer.axes(c.x.rank - 1))
+    gamma, beta = c.w("gamma"), c.w("beta")
+    centered = c.x - P.reduce_mean(c.x, axes=axes, keepdims=True)
+    variance = P.reduce_mean(centered * centered, axes=axes, keepdims=True)
+    y = centered / P.sqrt(variance + c.layer.epsilon)
+    spread = tuple(c.x.shape[i] if i in axes else 1 for i in range(1, c.x.rank))  # gamma on its axes
+    along = (lambda v: v) if axes == tuple(range(c.x.rank - len(axes), c.x.rank)) else (
+        lambda v: P.reshape(v, shape=spread))
+    if gamma is not None:
+        y = y * along(gamma)
+    return y if beta is None else y + along(beta)
+
+
+@expands("LayerNormalization", table=FUSED)
+def _layer_norm_fused(c):
+    if c.layer.axes(c.x.rank - 1) != [c.x.rank - 2]:
+        return None
+    gamma, beta = _gamma_beta(c, c.x.shape[-1])
+    return P.layer_norm(c.x, gamma, beta, axis=-1, epsilon=c.layer.epsilon)
 
 
 @expands("GroupNormalization")
@@ -387,14 +401,6 @@ def _layer_scale(c):
     return c.x * c.w("gamma")
 
 
-@expands("LayerNormalization", table=FUSED)
-def _layer_norm_fused(c):
-    if _axis(c.layer.axis, c.x.rank) != c.x.rank - 1:
-        return None
-    gamma, beta = _gamma_beta(c, c.x.shape[-1])
-    return P.layer_norm(c.x, gamma, beta, axis=-1, epsilon=c.layer.epsilon)
-
-
 # ---- wrappers and merges ----------------------------------------------------------------------
 
 
@@ -430,20 +436,31 @@ def _merge(c):
 
 @expands("Dot")
 def _dot(c):
-    """Keras's batch_dot: move each contracted axis next to the batch, one batched MatMul."""
+    """Keras's batch_dot: vectors as a product summed; otherwise each contracted axis moved next to
+    the batch (transposes and reshapes only where the layout needs them) and one batched MatMul."""
     x, y = c.inputs
     ax, ay = (a + 1 for a in c.layer.pair((x.rank - 1, y.rank - 1)))
     if c.layer.normalize:
         x, y = (v / P.sqrt(P.maximum(P.reduce_sum(v * v, axes=(a,), keepdims=True), v.graph.const(1e-12, "float32")))
                 for v, a in ((x, ax), (y, ay)))
-    x_rest = [i for i in range(1, x.rank) if i != ax]
-    y_rest = [i for i in range(1, y.rank) if i != ay]
-    rows = P.reshape(P.transpose(x, perm=(0, *x_rest, ax)), shape=(0, -1, x.shape[ax]))
-    cols = P.reshape(P.transpose(y, perm=(0, ay, *y_rest)), shape=(0, y.shape[ay], -1))
+    if x.rank == y.rank == 2:
+        return P.reduce_sum(x * y, axes=(1,), keepdims=True)
+    rows = _moved(x, [i for i in range(1, x.rank) if i != ax] + [ax], (0, -1, x.shape[ax]))
+    cols = _moved(y, [ay] + [i for i in range(1, y.rank) if i != ay], (0, y.shape[ay], -1))
     out = c.out_types[0].shape
+    product = rows @ cols
+    if product.rank == len(out) + 1 and None not in product.shape[1:] and product.shape[1:] == tuple(out):
+        return product
     if out.count(None) > 1:
         raise c.fail("Dot needs the sizes of its inputs' other axes known")
-    return P.reshape(rows @ cols, shape=(0, *[-1 if d is None else d for d in out]))
+    return P.reshape(product, shape=(0, *[-1 if d is None else d for d in out]))
+
+
+def _moved(v: Var, order: list[int], shape3: tuple) -> Var:
+    """v with its non-batch axes in `order`, as a rank-3 (batch, rows, cols) tensor."""
+    if order != list(range(1, v.rank)):
+        v = P.transpose(v, perm=(0, *order))
+    return v if v.rank == 3 else P.reshape(v, shape=shape3)
 
 
 @expands("Concatenate")

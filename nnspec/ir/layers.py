@@ -693,13 +693,14 @@ class _Norm(Layer):
         _known(t.shape[_axis(self.axis, len(t.shape), self.type)], f"{self.type}'s normalized axis")
         return [t]
 
-    def _gamma_beta(self, size: int) -> list[Weight]:
+    def _gamma_beta(self, size: int | tuple[int, ...]) -> list[Weight]:
+        shape = size if isinstance(size, tuple) else (size,)
         out = []
         if self.scale:
-            out.append(Weight("gamma", (size,), self.gamma_initializer, True, self.gamma_regularizer,
+            out.append(Weight("gamma", shape, self.gamma_initializer, True, self.gamma_regularizer,
                               self.gamma_constraint))
         if self.center:
-            out.append(Weight("beta", (size,), self.beta_initializer, True, self.beta_regularizer,
+            out.append(Weight("beta", shape, self.beta_initializer, True, self.beta_regularizer,
                               self.beta_constraint))
         return out
 
@@ -719,11 +720,30 @@ class BatchNormalization(_Norm):
 
 
 class LayerNormalization(_Norm):
+    """Normalizes each sample over `axis` (one axis, or several: gamma and beta then span them all)."""
+
     type: Literal["LayerNormalization"] = "LayerNormalization"
     aliases = ("layer_normalization", "layer_norm", "layernorm")
+    axis: int | list[int] = -1
+
+    @field_validator("axis")
+    @classmethod
+    def _one_axis_as_int(cls, v):
+        return v[0] if isinstance(v, list) and len(v) == 1 else v
+
+    def axes(self, rank: int) -> list[int]:
+        """The normalized axes as indices into the batch-less shape."""
+        return sorted({_axis(a, rank, self.type) for a in (self.axis if isinstance(self.axis, list) else [self.axis])})
+
+    def infer(self, ins):
+        t = ins[0]
+        _floating(t, self.type)
+        for a in self.axes(len(t.shape)):
+            _known(t.shape[a], f"{self.type}'s normalized axis")
+        return [t]
 
     def weights(self, ins):
-        return self._gamma_beta(ins[0].shape[_axis(self.axis, len(ins[0].shape), self.type)])
+        return self._gamma_beta(tuple(ins[0].shape[a] for a in self.axes(len(ins[0].shape))))
 
 
 class GroupNormalization(_Norm):
