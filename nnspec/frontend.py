@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from lark import Token, Tree
 from pydantic import TypeAdapter, ValidationError
 
-from .errors import Collector, Span, did_you_mean
+from .errors import Collector, SpecError, Span, did_you_mean
 from .ir.base import Call
 from .ir.expr import from_tree as expr_from_tree, to_text as expr_to_text
 from .ir.functions import ACTIVATIONS
 from .ir.layers import LAYERS, AnyLayer, Layer
-from .ir.model import Input, Model, Namer, analyze, output_names
+from .ir.model import Input, Model, Namer, PretrainedWeights, analyze, output_names
 from .ir.training import TrainConfig
 from .ir.validation import messages
 from .syntax import number, parse, span_of
@@ -109,6 +110,7 @@ class Frontend:
         self.inputs: list[Input] = []
         self.outputs: list[str] | None = None
         self.train: TrainConfig | None = None
+        self.pretrained: list[PretrainedWeights] = []
         self.map = SourceMap()
         self.namer = Namer()
         self.space, self.values, self.exploring = space, values, exploring
@@ -154,7 +156,8 @@ class Frontend:
             self.errors.raise_if_any()
         outputs = self.outputs or ([frame.current] if frame.current else [self.inputs[0].name])
         try:
-            model = Model(name=name, inputs=self.inputs, layers=self.layers, outputs=outputs, train=self.train)
+            model = Model(name=name, inputs=self.inputs, layers=self.layers, outputs=outputs, train=self.train,
+                          pretrained=self.pretrained)
         except ValidationError as exc:
             for loc, msg in messages(exc, Model):
                 self.errors.error(msg, self.map.span(loc))
@@ -356,6 +359,8 @@ class Frontend:
         block = frame.scope.find("blocks", callee)
         if block is not None:
             return [self.expand_block(block, call, args, ins, frame)]
+        if callee == "pretrained":
+            return [self.splice_pretrained(call, frame, args, ins)]
         if callee in ("lambda", "Lambda") and args:  # its body is an expression of `x`, not a value
             layer_call = self.call(call, frame.scope, args[1:])
             layer_call.args.insert(0, self.lambda_text(args[0]))
@@ -372,6 +377,36 @@ class Frontend:
         if explicit_name is not None:  # `dense(1, name="aux")` can be referred to as `aux`
             frame.scope.tensors[layer.name] = outs[0]
         return outs
+
+    def splice_pretrained(self, call: Tree, frame: Frame, args: list, ins: list[str]) -> str:
+        """Splice a model file's layers in (nnspec/pretrained.py); returns the tensor it gives."""
+        from .pretrained import splice
+
+        bound = self.call(call, frame.scope, args, positional=("path", "until"))
+        values = dict(zip(("path", "until"), bound.args)) | bound.kwargs
+        for key in set(values) - {"path", "until", "trainable"}:
+            self.fail(f"pretrained() has no argument '{key}'{did_you_mean(key, ['path', 'until', 'trainable'])}",
+                      bound.arg_spans.get(key, call))
+        path, until, trainable = values.get("path"), values.get("until"), values.get("trainable")
+        if not isinstance(path, str) or not (until is None or isinstance(until, str)) or trainable not in (None, True, False):
+            self.fail('pretrained() takes a file path, until="layer name" and trainable=true|false', call)
+        if len(ins) != 1:
+            self.fail(f"pretrained() reads one tensor, got {len(ins)}", call)
+        where = Path(self.path).parent if Path(self.path).is_file() else Path.cwd()
+        try:
+            layers, output, record = splice(str(where / path), ins[0], until, trainable)
+        except SpecError as exc:  # one line: the file, then what is wrong with it
+            problem = "; ".join(d.message for d in exc.diagnostics)
+            self.fail(problem if problem.startswith("pretrained()") else
+                      f"pretrained(): {exc.path + ': ' if exc.path else ''}{problem}", call)
+        for layer in layers:
+            if layer.name in self.namer.taken:
+                self.fail(f"pretrained(): layer '{layer.name}' of {path} has a name this spec already uses", call)
+            self.namer.claim(layer.name)
+            self.layers.append(layer)
+            self.map.layers.append(self.span(call))
+        self.pretrained.append(record)
+        return output
 
     def _is_tensor(self, arg: Tree, frame: Frame) -> bool:
         if not (isinstance(arg, Tree) and arg.data == "name"):

@@ -51,7 +51,17 @@ def initial_weights(analysis: Analysis, seed: int | None = None) -> Weights:
                     raise SpecError(f"layer '{info.layer.name}', weight '{weight.name}': {exc}") from None
         if arrays:
             out[info.layer.name] = arrays
+    for source in analysis.model.pretrained:
+        arrays = pretrained_weights(source.path)
+        out.update({name: arrays[name] for name in source.layers})
     return out
+
+
+def pretrained_weights(path: str) -> Weights:
+    """The weights of a model file that a spec splices in with `pretrained(...)`."""
+    from .pretrained import read_model_file
+
+    return read_model_file(path).weights
 
 
 def save_weights(path: str | Path, weights: Weights, analysis: Analysis) -> None:

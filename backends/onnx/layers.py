@@ -296,7 +296,7 @@ def _gamma_beta(c: LayerCall, size: int) -> tuple[Var, Var]:
 def _batch_norm(c):
     axis, rank = _axis(c.layer.axis, c.x.rank), c.x.rank
     gamma, beta = _gamma_beta(c, c.x.shape[axis])
-    if c.train is not None:
+    if c.train is not None and c.layer.trainable:  # Keras: a frozen BatchNormalization runs in inference mode
         return _batch_norm_training(c, axis, gamma, beta)
     scale = gamma / P.sqrt(c.w("moving_variance") + c.layer.epsilon)  # weights only: folded
     shift = beta - c.w("moving_mean") * scale

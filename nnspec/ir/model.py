@@ -51,6 +51,15 @@ class Namer:
                 return candidate
 
 
+class PretrainedWeights(BaseModel):
+    """Layers spliced in from a model file by `pretrained(...)`: their initial weights are that
+    file's, not draws from their initializers."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    layers: list[str]
+
+
 class Model(BaseModel):
     """A validated network. Layers without `name` or `inputs` are completed as Keras would:
     auto-names (dense, dense_1, ...) and, in a sequential stack, the previous layer's output."""
@@ -61,6 +70,7 @@ class Model(BaseModel):
     layers: list[AnyLayer] = []
     outputs: list[str] | None = None
     train: TrainConfig | None = None
+    pretrained: list[PretrainedWeights] = []
 
     @model_validator(mode="after")
     def _complete(self):
