@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import model_serializer, BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import did_you_mean
 from .base import ShapeError, TensorType, _snake
@@ -71,6 +71,14 @@ class Model(BaseModel):
     outputs: list[str] | None = None
     train: TrainConfig | None = None
     pretrained: list[PretrainedWeights] = []
+
+    @model_serializer(mode="wrap")
+    def _without_empty_pretrained(self, handler):
+        """Specs that splice in no model file serialize as they always did."""
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("pretrained"):
+            data.pop("pretrained", None)
+        return data
 
     @model_validator(mode="after")
     def _complete(self):
