@@ -99,20 +99,23 @@ CATALOG = {
                            {"type": "ActivityRegularization", "l2": 0.01}, _dense(2)], None),
     "preprocessing_and_norms": ([[4, 4, 4]], [
         {"type": "Rescaling", "scale": 0.5, "offset": -1.0}, {"type": "Normalization"},
-        {"type": "Normalization", "mean": [0.5, 1.0, 0.0, 2.0], "variance": 2.0}, {"type": "GaussianNoise", "stddev": 0.1},
+        {"type": "Normalization", "mean": [0.5, 1.0, 0.0, 2.0], "variance": [2.0, 0.5, 1.0, 4.0]}, {"type": "GaussianNoise", "stddev": 0.1},
         {"type": "SpatialDropout2D", "rate": 0.2}, {"type": "GroupNormalization", "groups": 2},
-        {"type": "LayerScale", "init_values": 0.1, "projection_dim": 4},
-        {"type": "StochasticDepth", "drop_path_rate": 0.1},
         {"type": "Reshape", "target_shape": [16, 4]}, {"type": "SpatialDropout1D", "rate": 0.2},
         {"type": "UnitNormalization"}, {"type": "GaussianDropout", "rate": 0.1},
         {"type": "AlphaDropout", "rate": 0.1}, {"type": "Reshape", "target_shape": [2, 2, 4, 4]},
         {"type": "SpatialDropout3D", "rate": 0.2}, {"type": "Flatten"}, _dense(3)], None),
+    # keras.applications' own classes: Keras 3 only (tf.keras needs custom_objects for them)
+    "convnext_parts": ([[4, 4, 4]], [
+        {"type": "LayerScale", "init_values": 0.1, "projection_dim": 4},
+        {"type": "StochasticDepth", "drop_path_rate": 0.1}, {"type": "GlobalAveragePooling2D"}, _dense(2)], None),
     "dot": ([[3, 4], [5, 4]], [
         {"type": "Dot", "axes": [2, 2], "name": "scores", "inputs": ["x0", "x1"]},
         {"type": "Dot", "axes": [2, 1], "normalize": True, "name": "mixed", "inputs": ["scores", "x1"]},
         {"type": "Flatten", "name": "flat", "inputs": ["mixed"]}, _dense(2, name="out", inputs=["flat"])], None),
 }
-NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot"}
+NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
+KERAS3_ONLY = {"convnext_parts"}
 
 
 def catalog_model(name: str):

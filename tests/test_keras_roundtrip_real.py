@@ -15,7 +15,9 @@ from nnspec.backends.keras.importer import load
 from onnx_support import compiled, run_onnx
 
 ATOL = 1e-5
-KERAS_2_INCOMPATIBLE = set()  # every catalog model has a Keras 2 spelling
+from convert_support import KERAS3_ONLY  # noqa: E402
+
+KERAS_2_INCOMPATIBLE = KERAS3_ONLY  # keras.applications' own classes: tf.keras needs custom_objects
 
 
 def _loaders():

@@ -27,7 +27,7 @@ from ...ir.model import Model, analyze, is_chain
 from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
 from .catalog import snake_case
-from .layer_export import inner_name, keras_layer
+from .layer_export import ExportError, inner_name, keras_layer
 from .train_config import export_train
 
 KERAS_VERSION = {2: "2.21.0", 3: "3.15.1"}  # the versions whose layouts these are
@@ -94,7 +94,12 @@ class KerasExport:
                 "build_config": {"input_shape": input_shape}, "compile_config": self.train}
 
     def _wrap(self, e: _Entry) -> dict:
-        out = {"module": "keras.layers", "class_name": e.cls, "config": e.config, "registered_name": None}
+        module = e.layer.keras_module.get(self.major) if e.layer is not None else "keras.layers"
+        if module is None:
+            raise ExportError(f"layer '{e.config['name']}'", f"{e.cls} is a class of keras.applications that "
+                              f"Keras {self.major} loads only with custom_objects; write a Keras 3 .keras file")
+        registered = None if module == "keras.layers" else e.cls  # keras.applications' own classes
+        out = {"module": module, "class_name": e.cls, "config": e.config, "registered_name": registered}
         if not self.sequential:
             out["name"] = e.config["name"]
             out["inbound_nodes"] = [self._node(e)] if e.layer is not None else []

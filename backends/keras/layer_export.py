@@ -92,6 +92,10 @@ def activation_value(fn: BaseModel, major: int, where: str) -> str | dict:
     return {"module": "keras.layers", "class_name": cls, "config": config, "registered_name": None}
 
 
+# Keras 3 classes whose constructor takes no `trainable` (their get_config leaves it out).
+_NO_TRAINABLE_KEY_IN_KERAS3 = {"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"}
+
+
 def inner_name(wrapper: Layer) -> str:
     """The Keras name of a wrapper's inner layer: its own, else Keras's default (lstm, dense, ...)."""
     return wrapper.layer.name or snake_case(wrapper.layer.type)
@@ -104,6 +108,8 @@ def keras_layer(layer: Layer, major: int, name: str | None = None) -> tuple[str,
     if layer.no_keras:
         raise ExportError(where, layer.no_keras)
     head = {"name": name, "trainable": layer.trainable, "dtype": "float32"}
+    if major == 3 and layer.type in _NO_TRAINABLE_KEY_IN_KERAS3:
+        del head["trainable"]
     if layer.type == "Activation":
         cls, config = activation_layer(layer.activation, major, where)
         return cls, {**head, **config}

@@ -37,6 +37,8 @@ class Layer(BaseModel):
     # Why Keras has no class for this kind (None: the Keras class of the same name, whose config
     # keys are the fields); such a kind is never read from nor written to Keras files.
     no_keras: ClassVar[str | None] = None
+    # Where Keras finds the class, by major version, for the few that keras.applications defines
+    keras_module: ClassVar[dict[int, str]] = {2: "keras.layers", 3: "keras.layers"}
 
     @classmethod
     def keras_rank(cls, config: dict, rank: int | None) -> int | None:
@@ -340,6 +342,7 @@ class StochasticDepth(Layer):
     aliases = ("stochastic_depth", "drop_path")
     positional = ("drop_path_rate",)
     drop_path_rate: float = Field(ge=0.0, lt=1.0)
+    keras_module = {3: "keras.src.applications.convnext"}  # tf.keras loads it only with custom_objects
 
     @property
     def rate(self) -> float:
@@ -385,6 +388,10 @@ class Normalization(Layer):
     def _both_or_neither(self):
         if (self.mean is None) != (self.variance is None):
             raise ValueError("give both mean and variance, or neither (adapted: weights hold them)")
+        if isinstance(self.mean, list) != isinstance(self.variance, list) or (
+                isinstance(self.mean, list) and len(self.mean) != len(self.variance)):
+            raise ValueError("mean and variance must have the same shape (Keras's rule): two numbers or two "
+                             "lists of one length")
         return self
 
     def infer(self, ins):
@@ -434,6 +441,7 @@ class LayerScale(Layer):
     positional = ("init_values", "projection_dim")
     init_values: float
     projection_dim: PositiveInt
+    keras_module = {3: "keras.src.applications.convnext"}  # tf.keras loads it only with custom_objects
 
     def infer(self, ins):
         t = ins[0]
