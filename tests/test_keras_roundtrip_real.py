@@ -9,14 +9,12 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 
-from convert_support import CATALOG, MODELS, VERSIONS, catalog_inputs, catalog_model, catalog_weights, fixture, io
+from convert_support import CATALOG, KERAS3_ONLY, MODELS, VERSIONS, catalog_inputs, catalog_model, catalog_weights, fixture, io
 from nnspec.backends.keras import exporter
 from nnspec.backends.keras.importer import load
 from onnx_support import compiled, run_onnx
 
 ATOL = 1e-5
-from convert_support import KERAS3_ONLY  # noqa: E402
-
 KERAS_2_INCOMPATIBLE = KERAS3_ONLY  # keras.applications' own classes: tf.keras needs custom_objects
 
 
