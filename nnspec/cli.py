@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "outputs); without it a table of the first rows is printed")
     p.add_argument("--classes", action="store_true", help="class indices instead of probabilities (Keras's "
                    "predict_classes: argmax, or > 0.5 for one unit), with names where the model knows them")
+    p.add_argument("--layer", action="append", metavar="NAME", help="the output of this layer instead of the "
+                   "model's (feature extraction, as keras.Model(model.input, layer.output)); repeat for several")
     p.add_argument("--batch-size", type=int, default=32, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when it works, else CPU (default)")
@@ -412,11 +414,13 @@ def _predict(args) -> int:
         return _fail(f"--show takes a positive number of images, not {args.show}")
     true = classes = None
     try:
-        if model_kind(args.model) == "onnx":  # run as it is, whoever wrote it
+        if model_kind(args.model) == "onnx" and not args.layer:  # run as it is, whoever wrote it
             model = load(args.model, device=args.device)
         else:
             source = read(args.model, args.weights, args.seed)
-            model = load(source.spec(), weights=source.weights, device=args.device)
+            spec = _features(source, args.layer) if args.layer else source.spec()
+            model = load(spec, weights={k: v for k, v in source.weights.items() if k in
+                                        {layer.name for layer in spec.model.layers}}, device=args.device)
         if args.output:
             check_output(args.output, len(model.output_names))
         classes = _model_classes(model, args.model, args.weights)
@@ -449,6 +453,19 @@ def _predict(args) -> int:
         heading = f"{name}:\n" if len(outputs) > 1 else ""
         print(heading + table(shown, classifier, classes, with_probability=not args.classes))
     return EXIT_OK
+
+
+def _features(source, layers: list[str]):
+    """The spec of `source` cut to give the outputs of `layers` (predict --layer)."""
+    from .errors import SpecError
+    from .ir.model import analyze, truncated
+    from .loader import Spec, dump_json
+
+    try:
+        model = truncated(source.model, layers)
+    except ValueError as exc:
+        raise SpecError(f"--layer: {exc}", source.path) from None
+    return Spec(model, analyze(model)[0], source.path, dump_json(model), None)
 
 
 def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: list[str] | None) -> int:

@@ -9,9 +9,9 @@ import functools
 import os
 from pathlib import Path
 
-from .errors import SpecError, did_you_mean
+from .errors import SpecError
 from .ir.layers import Layer
-from .ir.model import Model, PretrainedWeights
+from .ir.model import Model, PretrainedWeights, upstream
 
 
 @functools.lru_cache(maxsize=8)
@@ -36,24 +36,18 @@ def splice(path: str, into: str, until: str | None, trainable: bool | None) -> t
     if len(inner.inputs) != 1:
         raise SpecError(f"pretrained(): the model in {path} takes {len(inner.inputs)} inputs; one is spliced in")
     target = until or inner.outputs[0]
-    producers = {layer.name: layer for layer in inner.layers}
-    if target.split(":")[0] not in producers:
-        raise SpecError(f"pretrained(): {path} has no layer '{target}'{did_you_mean(target, producers)}")
-    needed, stack = set(), [target.split(":")[0]]
-    while stack:  # the layers `until` depends on
-        name = stack.pop()
-        if name in producers and name not in needed:
-            needed.add(name)
-            stack.extend(t.split(":")[0] for t in producers[name].inputs or [])
+    try:
+        kept = upstream(inner, [target])
+    except ValueError as exc:
+        raise SpecError(f"pretrained(): {path}: {exc}") from None
     source = inner.inputs[0].name
     layers = []
-    for layer in inner.layers:
-        if layer.name in needed:
-            copy = layer.model_copy(deep=True)
-            copy.inputs = [into if t == source else t for t in copy.inputs]
-            if trainable is not None:
-                copy.trainable = trainable
-            layers.append(copy)
+    for layer in kept:
+        copy = layer.model_copy(deep=True)
+        copy.inputs = [into if t == source else t for t in copy.inputs]
+        if trainable is not None:
+            copy.trainable = trainable
+        layers.append(copy)
     weights = read_model_file(path).weights
     record = PretrainedWeights(path=str(Path(path).resolve()), layers=[l.name for l in layers if weights.get(l.name)])
     return layers, target, record

@@ -71,7 +71,7 @@ def test_the_example_specs_fine_tune_after_a_frozen_run(tmp_path):
 
 
 @pytest.mark.parametrize("body,message", [
-    ('  pretrained("transfer_base.k3.keras", until="conv2d_9")', "has no layer 'conv2d_9'; did you mean"),
+    ('  pretrained("transfer_base.k3.keras", until="conv2d_9")', "no layer 'conv2d_9'; did you mean"),
     ('  pretrained("missing.h5")', "missing.h5: no such file"),
     ('  pretrained("transfer_base.k3.keras", trainable=false, frozen=true)', "pretrained() has no argument 'frozen'"),
     ('  conv2d(4, 3, name="conv2d")\n  pretrained("transfer_base.k3.keras")', "layer 'conv2d' of transfer_base.k3.keras has a name"),
@@ -80,3 +80,41 @@ def test_mistakes_are_one_line_with_the_place(tmp_path, body, message):
     result = run_cli("check", _spec(tmp_path, body))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and "spec.nn:" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["k3.keras", "k2.h5", "onnx"])
+def test_predict_layer_extracts_features_from_any_model_file(tmp_path, fmt):
+    """`predict --layer NAME`: Keras's Model(model.input, model.get_layer(NAME).output). The
+    head applied to the extracted features by hand gives what Keras's predict gave."""
+    version = "k2" if fmt == "k2.h5" else "k3"
+    model = FIX / f"transfer_sgd.{fmt}" if fmt != "onnx" else tmp_path / "m.onnx"
+    if fmt == "onnx":
+        assert run_cli("convert", FIX / "transfer_sgd.k3.keras", model).returncode == 0
+    io = np.load(FIX / f"transfer_sgd.{version}.io.npz")
+    np.save(tmp_path / "x.npy", io["x0"])
+    names = {layer.name for layer in _flat_layers(reader.load(FIX / f"transfer_sgd.{fmt if fmt != 'onnx' else 'k3.keras'}"))}
+    pool, gap = sorted(n for n in names if n.startswith("max_pooling2d"))[0], next(n for n in names if "global" in n)
+    result = run_cli("predict", model, "--layer", gap, "--layer", pool, "-i", tmp_path / "x.npy",
+                     "-o", tmp_path / "f.npz", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    features = np.load(tmp_path / "f.npz")
+    assert features[pool].shape == (len(io["x0"]), 8, 8, 8)
+    head = {layer.name: layer.weights for layer in reader.load(FIX / f"transfer_sgd.{version}.{'h5' if version == 'k2' else 'keras'}").layers}["head"]
+    logits = features[gap].astype(np.float64) @ head[0] + head[1]
+    probabilities = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probabilities / probabilities.sum(1, keepdims=True), io["y0"], atol=1e-5)
+
+
+def _flat_layers(model):
+    for layer in model.layers:
+        if layer.class_name in ("Functional", "Sequential"):
+            yield from _flat_layers(layer.config["model"])
+        else:
+            yield layer
+
+
+def test_predict_layer_names_a_missing_layer(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 16, 16, 3), np.float32))
+    result = run_cli("predict", FIX / "transfer_sgd.k3.keras", "--layer", "max_pooling2d", "-i", tmp_path / "x.npy")
+    assert result.returncode == 2 and "no layer 'max_pooling2d'; did you mean 'max_pooling2d_" in result.stderr
+    assert "Traceback" not in result.stderr

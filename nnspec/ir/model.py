@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import model_serializer, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..errors import did_you_mean
 from .base import ShapeError, TensorType, _snake
@@ -249,6 +249,32 @@ def _check_losses(model: Model, analysis: Analysis) -> list[GraphError]:
             errors.append(GraphError(
                 f"{l.name} needs one output per class, but the model's output {out} has 1", ("train", "loss")))
     return errors
+
+
+def upstream(model: Model, tensors: list[str]) -> list[Layer]:
+    """The layers that `tensors` (layer outputs such as "dense" or "lstm:1") depend on, in the
+    model's order; a name that no layer gives is a ValueError naming it."""
+    producers = {layer.name: layer for layer in model.layers}
+    inputs = {i.name for i in model.inputs}
+    needed: set[str] = set()
+    stack = [t.split(":")[0] for t in tensors]
+    for name in stack:
+        if name not in producers and name not in inputs:
+            raise ValueError(f"no layer '{name}'{did_you_mean(name, producers)}")
+    while stack:
+        name = stack.pop()
+        if name in producers and name not in needed:
+            needed.add(name)
+            stack.extend(t.split(":")[0] for t in producers[name].inputs or [])
+    return [layer for layer in model.layers if layer.name in needed]
+
+
+def truncated(model: Model, tensors: list[str]) -> Model:
+    """The model cut to compute `tensors` (Keras's Model(inputs, layer.output)): feature extraction."""
+    layers = upstream(model, tensors)
+    used = {t.split(":")[0] for layer in layers for t in layer.inputs or []} | {t.split(":")[0] for t in tensors}
+    return model.model_copy(update={"layers": layers, "outputs": list(tensors),
+                                    "inputs": [i for i in model.inputs if i.name in used]})
 
 
 def is_chain(analysis: Analysis) -> bool:
