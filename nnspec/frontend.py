@@ -18,6 +18,7 @@ from .ir.layers import LAYERS, AnyLayer, Layer
 from .ir.model import Input, Model, Namer, PretrainedWeights, analyze, output_names
 from .ir.training import TrainConfig
 from .ir.validation import messages
+from .limits import MAX_DIM, MAX_LAYERS, MAX_REPEAT, LimitError, check_number, check_power
 from .syntax import number, parse, span_of
 from .tune.names import owner_names
 from .tune.space import OPTIONAL, SEARCH_VALUES, Edit, Param, SearchSpace, Switch, distribution, removal
@@ -29,6 +30,9 @@ BLOCK_INPUT = "inputs"  # inside a block, the tensor flowing into it
 
 class _Abort(Exception):
     """Stop expanding one statement; its error is already recorded."""
+
+
+_FAILED = object()  # the value of a `let` whose expression had an error
 
 
 @dataclass
@@ -117,6 +121,8 @@ class Frontend:
         self.found: dict[int, Param] = {}  # search calls met, by start position
         self.where: list = []  # what is being evaluated: [owner, argument, ...] -> a parameter's name
         self.in_search = False
+        self.input_failed = False
+        self.defining: set[str] = set()  # names of the `let`s being evaluated: `let a = a` is a cycle
         self._owners: dict[int, str] | None = None
 
     # ---- top level -----------------------------------------------------------------
@@ -174,7 +180,7 @@ class Frontend:
             try:
                 getattr(self, "stmt_" + stmt.data)(stmt, frame)
             except _Abort:
-                pass
+                self.input_failed |= stmt.data == "input_stmt"
 
     def stmt_let_stmt(self, stmt: Tree, frame: Frame) -> None:
         self.let(stmt, frame.scope)
@@ -197,6 +203,8 @@ class Frontend:
                 value = int(value)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 self.fail(f"a dimension must be a positive integer or '?', got {value!r}", dim)
+            if value > MAX_DIM:
+                self.fail(f"the dimension {self.source(dim)} is beyond the limit of {MAX_DIM:,}", dim)
             shape.append(value)
         try:
             item = Input(name=name, dtype=str(dtype_token), shape=shape)
@@ -224,6 +232,8 @@ class Frontend:
             count = self.value(count_tree, frame.scope)
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             self.fail(f"repeat needs a non-negative integer count, got {count!r}", count_tree)
+        if count > MAX_REPEAT:
+            self.fail(f"repeat {count:,} times is beyond the limit of {MAX_REPEAT:,}", count_tree)
         for _ in range(max(count, 1) if self.exploring else count):
             inner = Frame(Scope(frame.scope), frame.current, frame.depth)
             self.statements(body, inner)
@@ -285,6 +295,8 @@ class Frontend:
             explicit.append(self.tensor(args[0].children[0], frame))
             args.pop(0)
         if flowing is None and not explicit:
+            if frame.current is None and self.input_failed:
+                raise _Abort  # the input's own error says it all
             if frame.current is None and not self.inputs:
                 self.fail(f"{callee}() needs an input tensor; declare one first: `input x: float32[...]`", call)
             if frame.current is None:
@@ -371,6 +383,9 @@ class Frontend:
         layer = self.make_layer(layer_call, call, frame)
         layer.inputs = ins
         layer.name = self.layer_name(layer, explicit_name, name, call)
+        if len(self.layers) >= MAX_LAYERS:  # stop at once: the rest of a huge repeat would fail alike
+            self.errors.error(f"the model has more than {MAX_LAYERS:,} layers, the limit", self.span(call))
+            self.errors.raise_if_any()
         self.layers.append(layer)
         self.map.layers.append(self.span(call))
         outs = output_names(layer, len(_n_outputs(layer)))
@@ -497,11 +512,14 @@ class Frontend:
     # ---- values ----------------------------------------------------------------------
     def let(self, stmt: Tree, scope: Scope) -> None:
         name_token, value = stmt.children
+        self.defining.add(str(name_token))
         try:
             with self.owned_by(stmt):
                 scope.constants[str(name_token)] = self.value(value, scope)
-        except _Abort:
-            pass
+        except _Abort:  # later uses of the name are not mistakes of their own
+            scope.constants[str(name_token)] = _FAILED
+        finally:
+            self.defining.discard(str(name_token))
 
     def define_block(self, stmt: Tree, scope: Scope) -> None:
         name_token, *params, body = stmt.children
@@ -571,7 +589,11 @@ class Frontend:
             return {"true": True, "false": False, "none": None}[kind]
         if kind == "name":
             name = str(tree.children[0])
+            if name in self.defining and name not in scope.all("constants"):
+                self.fail(f"'{name}' is defined in terms of itself", tree)
             found = scope.find("constants", name)
+            if found is _FAILED:
+                raise _Abort
             return found if found is not None or name in scope.all("constants") else name
         if kind == "call":
             if str(tree.children[0]) == OPTIONAL:
@@ -588,9 +610,11 @@ class Frontend:
             shown = next(v for v in operands if not isinstance(v, (int, float)) or isinstance(v, bool))
             self.fail(f"arithmetic needs numbers, got {shown!r}", tree)
         try:
-            return _ARITH[kind](*operands)
-        except (ZeroDivisionError, OverflowError) as exc:
-            self.fail(f"cannot evaluate: {exc}", tree)
+            if kind == "pow":
+                check_power(*operands)
+            return check_number(_ARITH[kind](*operands))
+        except (ZeroDivisionError, OverflowError, LimitError) as exc:
+            self.fail(f"cannot evaluate {self.source(tree)}: {exc}", tree)
 
     # ---- search spaces ----------------------------------------------------------------
     @contextmanager
@@ -706,6 +730,11 @@ class Frontend:
     # ---- helpers ----------------------------------------------------------------------
     def span(self, node: Tree | Token) -> Span:
         return span_of(node, self.path)
+
+    def source(self, node: Tree) -> str:
+        """The text of a node as written (shortened), for messages."""
+        text = self.text[node.meta.start_pos:node.meta.end_pos] if not node.meta.empty else node.data
+        return f"`{text if len(text) <= 40 else text[:37] + '...'}`"
 
     def fail(self, message: str, node: Tree | Token) -> None:
         self.errors.error(message, self.span(node) if not isinstance(node, Span) else node)

@@ -8,6 +8,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .errors import Collector, Span
+from .limits import MAX_INT, MAX_NESTING, MAX_NUMBER_CHARS, MAX_SPEC_CHARS, MAX_STRING
 
 # What a user wrote instead of lark's terminal names.
 TOKEN_WORDS = {
@@ -36,12 +37,55 @@ def parser() -> Lark:
 def parse(text: str, path: str, start: str = "start") -> Tree:
     """Parse spec text; syntax errors raise SpecError with the position and a caret."""
     errors = Collector(path, text)
+    if len(text) > MAX_SPEC_CHARS:
+        errors.error(f"the spec has {len(text):,} characters; the limit is {MAX_SPEC_CHARS:,}", Span(path, 1, 1))
+        errors.raise_if_any()
     try:
-        return parser().parse(text, start=start)
+        tree = parser().parse(text, start=start)
     except UnexpectedInput as exc:
         errors.error(_describe(exc, text), _where(exc, text, path))
+    except RecursionError:  # lark's LALR parser is iterative; this guards its tree building all the same
+        errors.error(f"nested too deeply; the limit is {MAX_NESTING} levels", Span(path, 1, 1))
     errors.raise_if_any()
-    raise AssertionError("unreachable")
+    _check_bounds(tree, errors, path)
+    errors.raise_if_any()
+    return tree
+
+
+def _check_bounds(tree: Tree, errors: Collector, path: str) -> None:
+    """Nesting depth and literal sizes, walked without recursion, so that later recursive passes
+    (evaluation, formatting, lambda bodies) stay bounded."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Token):
+            problem = _literal_problem(node)
+            if problem:
+                errors.error(problem, span_of(node, path))
+            continue
+        if node is None:
+            continue
+        if depth > MAX_NESTING:
+            errors.error(f"nested more than {MAX_NESTING} levels deep (brackets, operators and blocks count)",
+                         span_of(node, path))
+            return
+        stack.extend((child, depth + 1) for child in node.children)
+
+
+def _literal_problem(token: Token) -> str | None:
+    text = str(token)
+    if token.type == "STRING" and len(text) - 2 > MAX_STRING:
+        return f"a string of {len(text) - 2:,} characters; the limit is {MAX_STRING:,}"
+    if token.type != "NUMBER":
+        return None
+    if len(text) > MAX_NUMBER_CHARS:
+        return f"a number written with {len(text):,} characters; the limit is {MAX_NUMBER_CHARS}"
+    value = number(token)
+    if isinstance(value, int) and value > MAX_INT:
+        return f"the integer {text} is beyond the limit {MAX_INT:,} (2**63 - 1)"
+    if isinstance(value, float) and value == float("inf"):
+        return f"the number {text} is too large for a float"
+    return None
 
 
 def _where(exc: UnexpectedInput, text: str, path: str) -> Span:

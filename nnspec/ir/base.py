@@ -54,6 +54,10 @@ class Call:
     span: Any = None
     arg_spans: dict[str | int, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # as written, since messages show it: `got sgd(learning_rate=-1)`
+        args = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.name}({', '.join(args)})"
+
 
 class Fn(BaseModel):
     """A named, parameterised spec such as `l2(0.01)` or `adam(learning_rate=1e-3)`.

@@ -2,6 +2,7 @@
 and `analyze`, which checks the graph and infers every tensor's shape and every layer's parameters."""
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -9,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..errors import did_you_mean
+from ..limits import MAX_DIM, MAX_ELEMENTS, MAX_PARAMETERS
 from .base import ShapeError, TensorType, _snake
 from .layers import AnyLayer, FLOAT_DTYPES, INT_DTYPES, Layer
 from .training import TrainConfig
@@ -146,8 +148,13 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
     for i, layer in enumerate(model.layers):
         if names[layer.name] > 1:
             errors.append(GraphError(f"the name '{layer.name}' is used more than once", ("layers", i, "name")))
-    for i in model.inputs:
+    for k, i in enumerate(model.inputs):
         result.tensors[i.name] = i.type()
+        problem = tensor_problem(i.type())
+        if problem:
+            errors.append(GraphError(f"input '{i.name}': {problem}", ("inputs", k)))
+    if errors:
+        return result, errors
 
     produced = {}  # tensor -> index of the layer producing it (outputs are known after infer)
     for index in _topological_order(model, errors):
@@ -173,10 +180,20 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
         except ShapeError as exc:
             errors.append(GraphError(str(exc), ("layers", index)))
             continue
+        problem = next(filter(None, map(tensor_problem, outs)), None)
+        if problem:
+            errors.append(GraphError(f"{layer.name}: output {problem}", ("layers", index)))
+            continue
         for name, t in zip(output_names(layer, len(outs)), outs):
             result.tensors[name] = t
             produced[name] = index
         result.layers.append(LayerInfo(layer, ins, outs, trainable, non_trainable))
+        if result.total > MAX_PARAMETERS:  # stop here: later layers would only repeat it
+            own = trainable + non_trainable
+            total = f"{own:,}" if own == result.total else f"{result.total:,} ({own:,} of them its own)"
+            errors.append(GraphError(f"the model reaches {total} parameters at layer '{layer.name}'; the limit is "
+                                     f"{MAX_PARAMETERS:,} (1 GiB of float32 weights)", ("layers", index)))
+            return result, errors
 
     if errors:
         return result, errors
@@ -197,6 +214,16 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
     if not errors and model.train is not None:
         errors += _check_losses(model, result)
     return result, errors
+
+
+def tensor_problem(t: TensorType) -> str | None:
+    """A tensor beyond the dimension or size limits, described; None when it is within them."""
+    dims = [d for d in t.shape if d is not None]
+    if any(d > MAX_DIM for d in dims):
+        return f"{t} has a dimension beyond the limit of {MAX_DIM:,}"
+    if math.prod(dims) > MAX_ELEMENTS:
+        return f"{t} has {math.prod(dims):,} elements per sample, beyond the limit of {MAX_ELEMENTS:,}"
+    return None
 
 
 def _produced_by_known(tensor: str, model: Model) -> bool:

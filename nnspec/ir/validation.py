@@ -20,10 +20,12 @@ def messages(exc: ValidationError, root: type[BaseModel]) -> list[tuple[tuple, s
     """[(location without union tags, message)] for each problem pydantic found."""
     out = []
     seen = set()
-    for err in exc.errors():
-        loc, owner = _strip_tags(err["loc"], root)
+    errors = [(err, *_strip_tags(err["loc"], root)) for err in exc.errors()]
+    # a value that fails inside a union member is also "not an object" for the union: one mistake, one message
+    explained = {loc for err, loc, _ in errors if err["type"] != "model_attributes_type"}
+    for err, loc, owner in errors:
         kind, msg = err["type"], err["msg"]
-        if kind.startswith("union_tag") or kind == "model_attributes_type" and loc in seen:
+        if kind.startswith("union_tag") or kind == "model_attributes_type" and loc in explained:
             continue
         if kind == "extra_forbidden":
             field = str(loc[-1])

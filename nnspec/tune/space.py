@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any, Union
 
 from ..errors import Collector, Span, did_you_mean
+from ..limits import MAX_GRID
 
 SEARCH_VALUES = ("choice", "uniform", "log_uniform", "int_range")
 OPTIONAL = "optional"
@@ -44,6 +45,9 @@ class Choice:
     def test_values(self) -> tuple:
         return self.keys
 
+    def count(self) -> int | None:
+        return len(self.keys)
+
     def grid(self) -> list | None:
         return list(self.keys)
 
@@ -78,6 +82,9 @@ class Uniform:
         middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
         return self.low, middle, self.high
 
+    def count(self) -> int | None:
+        return None
+
     def grid(self) -> list | None:
         return None
 
@@ -107,6 +114,9 @@ class IntRange:
     def test_values(self) -> tuple:
         return self.low, self.high
 
+    def count(self) -> int | None:
+        return (self.high - self.low) // self.step + 1
+
     def grid(self) -> list | None:
         return list(range(self.low, self.high + 1, self.step))
 
@@ -134,6 +144,9 @@ class Switch:
 
     def test_values(self) -> tuple:
         return True, False
+
+    def count(self) -> int | None:
+        return 2
 
     def grid(self) -> list | None:
         return [True, False]
@@ -257,8 +270,8 @@ class SearchSpace:
 
     def size(self) -> int | None:
         """How many points the space has, or None when a parameter is continuous."""
-        grids = [p.dist.grid() for p in self.params.values()]
-        return None if any(g is None for g in grids) else math.prod(len(g) for g in grids)
+        counts = [p.dist.count() for p in self.params.values()]
+        return None if None in counts else math.prod(counts)
 
     def point(self, assignment: dict[str, Any]) -> dict[str, Any]:
         """A whole, checked point: the values given, the defaults for the rest."""
@@ -275,9 +288,12 @@ class SearchSpace:
     def grid(self) -> dict[str, list]:
         errors = Collector(self.path, self.text)
         for param in self.params.values():
-            if param.dist.grid() is None:
+            if param.dist.count() is None:
                 errors.error(f"grid search needs finite parameters, and {param.name} is {param.dist.describe()}: "
                              "use choice() or int_range(), or another sampler", param.span)
+        size = self.size()
+        if size is not None and size > MAX_GRID:
+            errors.error(f"grid search over {size:,} points is beyond the limit of {MAX_GRID:,}; use another sampler")
         errors.raise_if_any()
         return {name: p.dist.grid() for name, p in self.params.items()}
 
