@@ -20,10 +20,14 @@ from .onnx_file import carries_spec, compile_spec, spec_from_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
 from .backends.onnx.runtime import Session
 from .ir.model import Model as IRModel
+from .limits import check_memory
 from .loader import Spec, dump_json
 from .loader import load as load_spec
 from .summary import summary as summary_table
 from .weights import Weights, initial_weights, load_weights, save_weights
+
+
+WEIGHT_COPIES = 3  # the arrays, the ONNX model that holds them, and its serialized bytes
 
 
 class InputError(ValueError):
@@ -147,6 +151,7 @@ def load(path_or_spec: str | Path | Spec | IRModel, weights: str | Path | Weight
         spec = spec_from_onnx(proto, str(path_or_spec)) if carries_spec(proto) else None
         return Model(proto, spec, None, device)
     spec = _spec(path_or_spec)
+    check_memory(spec.analysis.total, WEIGHT_COPIES, "compiling the model")
     if weights is None:
         weights = initial_weights(spec.analysis, seed)
     elif isinstance(weights, (str, Path)):

@@ -18,6 +18,8 @@ def _load(path: str) -> Any:
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise SpecError("no such file", path) from None
+    except EOFError:
+        raise SpecError("cannot read arrays: the file is empty or cut short", path) from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SpecError(f"cannot read arrays: {exc}", path) from None
 
@@ -81,7 +83,23 @@ def read_inputs(path: str | Path, inputs: list) -> list[np.ndarray]:
         raise SpecError("inputs are read from .npy, .npz or .csv files", path)
     if not isinstance(arrays[0], np.ndarray):
         raise SpecError("not a .npy array", path)
+    for array in arrays:
+        _check_values(array, path)
     return arrays
+
+
+def _check_values(array: np.ndarray, path: str) -> None:
+    """What the model could not take: no samples, strings or complex numbers, NaN or overflowing values."""
+    from .data import dtype_problem, value_problem
+
+    if array.ndim == 0 or len(array) == 0:
+        raise SpecError("holds no samples", path)
+    problem = dtype_problem(array.dtype)
+    if problem is not None:
+        raise SpecError(problem, path)
+    found = value_problem(array)
+    if found is not None:
+        raise SpecError(f"sample {found[0]} {found[1]}", path)
 
 
 def check_output(path: str | Path, count: int) -> None:

@@ -1,4 +1,5 @@
-"""The `nnspec` command. Exit codes: 0 success, 1 `fmt --check` found changes, 2 bad input."""
+"""The `nnspec` command. Exit codes: 0 success, 1 `fmt --check` found changes or an internal error (see
+failures.py), 2 bad input, 130 interrupted."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nnspec", description="Describe a neural network once: check, summarize, format, "
                      "compile to ONNX, train, convert.")
     parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("check", help="validate specs (exit 0 when all are valid, 2 otherwise)")
@@ -554,16 +556,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    try:
-        return COMMANDS[args.command](args)
-    except SpecError as exc:
-        print(exc.render(), file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:  # `nnspec schema | head`
-        return EXIT_OK
-    except KeyboardInterrupt:
-        print("nnspec: interrupted", file=sys.stderr)
-        return 130
+    from .failures import run
+
+    return run(lambda: COMMANDS[args.command](args), sys.argv[1:] if argv is None else argv, args.debug)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes, write_text
+from .atomic import output_set, write_bytes, write_text
 from .errors import SpecError
 from .ir.model import Analysis, Model, analyze
 from .loader import SPEC_SUFFIXES, Spec, dump_json
@@ -69,7 +69,8 @@ def convert(source: str, target: str, weights: str | None = None, seed: int | No
     if Path(source).resolve() == out.resolve():
         raise SpecError(f"{target}: the input and output are the same file")
     model = read(source, weights, seed, fresh=suffix not in DOCUMENTS)
-    written, notes = write(model, out, opset, keras)
+    with output_set():  # a spec and its weights appear together or not at all
+        written, notes = write(model, out, opset, keras)
     if model.optimizer_weights:
         notes.append("optimizer state (for resuming training) is not converted")
     return written, model.notes + notes

@@ -29,6 +29,8 @@ from .errors import SpecError, did_you_mean
 from .ir import training as ir
 from .ir.training import CsvData, MnistData, NpyData, NpzData
 
+from .limits import MAX_MAGNITUDE
+
 CHUNK_BYTES = 32 << 20  # checks read this much at a time: data larger than memory is scanned, not loaded
 IMAGE_CACHE_BYTES = 512 << 20  # decoded images up to this size stay in memory (uint8); beyond, decoded per batch
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".pbm", ".tif", ".tiff", ".webp"}
@@ -109,21 +111,44 @@ class Data:
             raise DataError(f"{self.source}: no samples")
         for kind, samples in (("x", self.x_samples()), ("y", self.y_samples())):
             for i, s in enumerate(samples):
-                if s.dtype.kind not in "fiub":
-                    raise DataError(f"{self.source}: {_name(kind, i, len(samples))} has unsupported dtype {s.dtype} "
-                                    "(numbers or booleans only)")
+                problem = dtype_problem(s.dtype)
+                if problem is not None:
+                    raise DataError(f"{self.source}: {_name(kind, i, len(samples))} {problem}")
         for start, xs, ys in self.scan():
             for kind, arrays in (("x", xs), ("y", ys)):
                 for i, a in enumerate(arrays):
-                    if a.dtype.kind == "f":
-                        bad = ~np.isfinite(a).reshape(len(a), -1).all(axis=1)
-                        if bad.any():
-                            raise DataError(f"{self.describe(start + int(np.argmax(bad)))}: "
-                                            f"{_name(kind, i, len(arrays))} has NaN or infinite values")
+                    problem = value_problem(a)
+                    if problem is not None:
+                        row, what = problem
+                        raise DataError(f"{self.describe(start + row)}: {_name(kind, i, len(arrays))} {what}")
 
     def describe(self, index: int) -> str:
         """Where sample `index` comes from, for messages."""
         return f"{self.source}: sample {index}"
+
+
+def dtype_problem(dtype: np.dtype) -> str | None:
+    """Why arrays of `dtype` cannot go into a model (strings, complex numbers, objects), or None."""
+    if dtype.kind in "fiub":
+        return None
+    what = {"U": "strings", "S": "bytes", "c": "complex numbers", "O": "Python objects"}.get(dtype.kind, "values")
+    return f"holds {what} (dtype {dtype}); models take real numbers or booleans"
+
+
+def value_problem(a: np.ndarray) -> tuple[int, str] | None:
+    """The first sample (row) of a float array with NaN, infinite or overflowing values, and what is wrong."""
+    if a.dtype.kind != "f" or not len(a):
+        return None
+    rows = a.reshape(len(a), -1)
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        return int(np.argmax(bad)), "has NaN or infinite values"
+    bad = (np.abs(rows) > MAX_MAGNITUDE).any(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad))
+        return row, (f"has values up to {float(np.abs(rows[row]).max()):.3g}, beyond ±{MAX_MAGNITUDE:.2g}: float32 "
+                     "arithmetic on them overflows to infinity and NaN; scale the data (rescale or normalize)")
+    return None
 
 
 def _name(kind: str, i: int, count: int) -> str:
@@ -371,7 +396,8 @@ def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = Non
             y_plan.append((None, classes))
     fitted = ForModel(data, x_plan, y_plan)
     if ys:
-        _check_labels(data, y_plan)
+        _check_labels(data, [(i, classes) for i, ((form, classes), s, out) in enumerate(zip(y_plan, ys, outs))
+                             if form in ("one_hot", "index") or (form is None and s.shape == () and out.shape)])
         _check_target_shapes(fitted, outs)
     return fitted
 
@@ -380,14 +406,18 @@ def _fits(got: tuple, want: tuple) -> bool:
     return len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got))
 
 
-def _check_labels(data: Data, y_plan: list) -> None:
-    wanted = [i for i, (form, _) in enumerate(y_plan) if form in ("one_hot", "index")]
+def _check_labels(data: Data, wanted: list[tuple[int, int]]) -> None:
+    """Class labels (targets `i` of a model with `classes` classes) are whole numbers in range."""
     if not wanted:
         return
     for start, _, ys in data.scan(x=False):
-        for i in wanted:
-            classes = y_plan[i][1]
+        for i, classes in wanted:
             y = ys[i].reshape(len(ys[i]))
+            bad = y != np.round(y)
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DataError(f"{data.describe(start + row)}: label {y[row]:g} is not a class index (a whole "
+                                "number)")
             bad = (y < 0) | (y >= classes)
             if bad.any():
                 row = int(np.argmax(bad))
@@ -595,6 +625,8 @@ def _npy(source: NpyData, base: Path, **_) -> Dataset:
             return np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: larger than memory works
         except ValueError as exc:
             raise DataError(f"{path}: {exc}") from None
+        except EOFError:
+            raise DataError(f"{path}: not a .npy array (the file is empty or cut short)") from None
         except OSError as exc:
             raise DataError(f"{path}: not a .npy array ({exc})") from None
 
@@ -656,6 +688,10 @@ def _csv(source: CsvData, base: Path, classes: list[str] | None = None, **_) -> 
 def _labels(raw: list[list[str]], path: Path, columns: list[str], known: list[str] | None):
     """Numeric label columns stay numbers; a single text column becomes class indices (sorted names,
     or the names a trained model knows)."""
+    for r, row in enumerate(raw, start=2):
+        empty = next((c for c, v in zip(columns, row) if not v.strip()), None)
+        if empty is not None:
+            raise DataError(f"{path}:{r}: column '{empty}' is empty (no label)")
     try:
         values = np.array(raw, dtype=np.float64)
     except ValueError:

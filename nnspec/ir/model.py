@@ -157,6 +157,7 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
         return result, errors
 
     produced = {}  # tensor -> index of the layer producing it (outputs are known after infer)
+    parameters = 0
     for index in _topological_order(model, errors):
         layer = model.layers[index]
         lo, hi = layer.n_inputs
@@ -188,9 +189,10 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
             result.tensors[name] = t
             produced[name] = index
         result.layers.append(LayerInfo(layer, ins, outs, trainable, non_trainable))
-        if result.total > MAX_PARAMETERS:  # stop here: later layers would only repeat it
-            own = trainable + non_trainable
-            total = f"{own:,}" if own == result.total else f"{result.total:,} ({own:,} of them its own)"
+        own = trainable + non_trainable
+        parameters += own
+        if parameters > MAX_PARAMETERS:  # stop here: later layers would only repeat it
+            total = f"{own:,}" if own == parameters else f"{parameters:,} ({own:,} of them its own)"
             errors.append(GraphError(f"the model reaches {total} parameters at layer '{layer.name}'; the limit is "
                                      f"{MAX_PARAMETERS:,} (1 GiB of float32 weights)", ("layers", index)))
             return result, errors

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -195,7 +196,11 @@ class Trainer:
         ckpt.save(self.checkpoint_dir, self.step.state(), meta, best)
 
     def _restore(self) -> int:
-        state, meta, best = ckpt.load(self.checkpoint_dir)
+        saved = ckpt.load(self.checkpoint_dir)
+        if saved is None:
+            print(f"nnspec: no checkpoint in {self.checkpoint_dir} yet; starting from the beginning", file=sys.stderr)
+            return self.config.initial_epoch
+        state, meta, best = saved
         try:
             self.step.load_state(state)
         except ValueError as exc:  # resumed with another spec, optimizer or flags

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from .. import data as datasets
-from ..atomic import write_text
+from ..atomic import output_set, write_text
 from ..errors import SpecError
 from ..ir.training import TrainConfig
+from ..limits import check_memory
 from ..loader import Spec, dump_json
 from ..weights import Weights, initial_weights, save_weights
 from .batches import PREFETCH
@@ -76,6 +77,9 @@ def fit_data(spec: Spec, config: TrainConfig, data: datasets.Data) -> datasets.D
     return datasets.for_model(data, spec.model, spec.analysis, config.loss, one_hot=data.one_hot)
 
 
+TRAINING_COPIES = 8  # weights, gradients, two optimizer slots, the step graph's copies and the session's
+
+
 @dataclass
 class Run:
     step: Any
@@ -110,6 +114,7 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
         if problem:
             raise SpecError(f"augment: {problem}")
         augment = Augmenter(config.augment, seed)
+    check_memory(spec.analysis.total, TRAINING_COPIES, "training")
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
     targets = [(s.shape, str(s.dtype)) for s in train_data.y_samples()]
     graphs = build(spec.analysis, config, targets)
@@ -118,8 +123,10 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
                         f"are not a multiple of batch_size {config.batch_size}")
     step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0, batch_size=config.batch_size)
     iterations = _keras_optimizer_state(step, graphs, config, keras_optimizer, verbose) if keras_optimizer else 0
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if checkpoint_dir is not None:  # the folder itself appears with the first checkpoint
+        from .checkpoint import clear_temporaries
+
+        clear_temporaries(checkpoint_dir)
     trainer = Trainer(step, config, base_dir=base_dir, save_model=saver(spec),
                       checkpoint_dir=checkpoint_dir, seed=seed, verbose=verbose, augment=augment, prefetch=prefetch,
                       callbacks=callbacks)
@@ -196,8 +203,13 @@ def read_classes(path: Path) -> list[str] | None:
 
 def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot: bool = True) -> list[Path]:
     """The trained model, its weights, the history (JSON and, with `plot`, a picture beside it), the
-    class names (in the model's metadata and a .classes.json sidecar) and the resolved spec, each
-    written atomically. Returns the paths written."""
+    class names (in the model's metadata and a .classes.json sidecar) and the resolved spec, written as
+    one set: all of them or, on any failure, none. Returns the paths written."""
+    with output_set():
+        return _save_results(spec, run, onnx_path, history_path, plot)
+
+
+def _save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot: bool) -> list[Path]:
     import onnx
 
     from ..onnx_file import compile_model
