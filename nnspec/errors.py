@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 MAX_ERRORS = 20
+SHOWN_LINE = 100  # characters of a source line shown under a message
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,13 @@ class Diagnostic:
             if self.span.end_line == self.span.line and self.span.end_col:
                 width = max(1, self.span.end_col - self.span.col)
             line = self.source_line.rstrip("\n").expandtabs(1)
-            caret = " " * (self.span.col - 1) + "^" * min(width, max(1, len(line) - self.span.col + 1))
+            col = self.span.col
+            if len(line) > SHOWN_LINE:  # a window around the column, so a long line stays readable
+                start = max(0, col - 1 - SHOWN_LINE // 2)
+                line = ("..." if start else "") + line[start:start + SHOWN_LINE] + \
+                    ("..." if start + SHOWN_LINE < len(line) else "")
+                col -= start - (3 if start else 0)
+            caret = " " * (col - 1) + "^" * min(width, max(1, len(line) - col + 1))
             return f"{head}\n    {line}\n    {caret}"
         where = [p for p in (path, self.json_path) if p]
         if not where:  # a message that names its own file (a data file, a checkpoint) or none
