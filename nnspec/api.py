@@ -7,9 +7,10 @@
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import onnx
@@ -18,7 +19,8 @@ from .atomic import write_bytes
 from .backends.onnx.compile import analyzed, read_onnx
 from .onnx_file import carries_spec, compile_spec, spec_from_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
-from .backends.onnx.runtime import Session
+from .backends.onnx.runtime import DeviceError, Session
+from .errors import SpecError
 from .ir.model import Model as IRModel
 from .limits import check_memory
 from .loader import Spec, dump_json
@@ -53,15 +55,30 @@ class Model:
     loaded from ONNX files, whose weights live inside the file."""
 
     def __init__(self, proto: onnx.ModelProto, spec: Spec | None = None, weights: Weights | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", path: str | None = None):
         self.onnx, self.spec, self.weights, self.device = proto, spec, weights, device
+        self.path = path  # the ONNX file it was read from, if any
         self._session: Session | None = None
 
     @property
     def session(self) -> Session:
         if self._session is None:
-            self._session = Session(self.onnx, self.device)
+            with self._file_problems():
+                self._session = Session(self.onnx, self.device)
         return self._session
+
+    @contextmanager
+    def _file_problems(self) -> Iterator[None]:
+        """onnxruntime refusing an ONNX file the user gave is a broken model, not a bug in nnspec."""
+        try:
+            yield
+        except (DeviceError, SpecError):
+            raise
+        except Exception as exc:
+            if self.path is None:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise SpecError(f"onnxruntime cannot run this model: {reason}", self.path) from None
 
     @cached_property
     def inputs(self) -> list[InputInfo]:
@@ -83,7 +100,8 @@ class Model:
             raise InputError(f"batch_size must be positive, got {batch_size}")
         arrays = self._arrays(x)  # checked before a session starts: a mistake costs nothing
         n = len(arrays[0])
-        parts = [self.session.run([a[i:i + batch_size] for a in arrays]) for i in range(0, max(n, 1), batch_size)]
+        with self._file_problems():
+            parts = [self.session.run([a[i:i + batch_size] for a in arrays]) for i in range(0, max(n, 1), batch_size)]
         outs = parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts)]
         return outs[0] if len(outs) == 1 else outs
 
@@ -149,7 +167,7 @@ def load(path_or_spec: str | Path | Spec | IRModel, weights: str | Path | Weight
             raise ValueError("weights and seed apply to specs; an ONNX model carries its weights")
         proto = read_onnx(path_or_spec)
         spec = spec_from_onnx(proto, str(path_or_spec)) if carries_spec(proto) else None
-        return Model(proto, spec, None, device)
+        return Model(proto, spec, None, device, path=str(path_or_spec))
     spec = _spec(path_or_spec)
     check_memory(spec.analysis.total, WEIGHT_COPIES, "compiling the model")
     if weights is None:

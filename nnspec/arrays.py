@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ def _npz(path: str, names: list[str]) -> list[np.ndarray]:
     with data:
         for keys in (names, ["x"] if len(names) == 1 else [], [f"x{i}" for i in range(len(names))]):
             if keys and all(k in data.files for k in keys):
-                return [data[k] for k in keys]
+                try:
+                    return [data[k] for k in keys]
+                except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                    raise SpecError(f"cannot read arrays: {exc or 'a member is cut short'}", path) from None
         raise SpecError(f"holds {sorted(data.files)}; the model's inputs need the keys {names}, "
                         + ("x" if len(names) == 1 else " ".join(f"x{i}" for i in range(len(names)))), path)
 

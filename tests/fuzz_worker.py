@@ -32,8 +32,8 @@ class Outcome:
         for bad in ("Traceback", "internal error", "out of memory"):
             if bad in self.output:
                 return bad
-        if self.code == 2 and "error" not in self.output:
-            return "exit 2 without an error message"
+        if self.code == 2 and not self.output.strip():
+            return "exit 2 without a message"
         return None
 
 
