@@ -3,6 +3,7 @@
 outputs or none. A failed write becomes one line naming the file and what was not written."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -26,8 +27,16 @@ def temporaries(target: str | os.PathLike) -> list[Path]:
     return sorted(target.parent.glob(f".{target.name}.*{TMP_SUFFIX}")) if target.parent.is_dir() else []
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
+def _reason(exc: OSError, folder: Path) -> str:
+    if exc.strerror:
+        return exc.strerror
+    try:  # some writers (NumPy's tofile) report a short write without errno: a full disk, most often
+        fs = os.statvfs(folder)
+        if fs.f_bavail * fs.f_frsize < 1 << 16:
+            return os.strerror(errno.ENOSPC)
+    except OSError:
+        pass
+    return str(exc) or type(exc).__name__
 
 
 def _ours(exc: OSError, tmp: str) -> bool:
@@ -69,7 +78,7 @@ def _write_error(target: Path, exc: OSError) -> WriteError:
     pending = _pending.get() or []
     names = [str(t) for _, t in pending if t != target] + [str(target)]
     lost = f"none of {', '.join(names)} was written" if len(names) > 1 else "nothing was written"
-    return WriteError(f"cannot write {target}: {_reason(exc)}; {lost}")
+    return WriteError(f"cannot write {target}: {_reason(exc, target.parent)}; {lost}")
 
 
 @contextmanager
