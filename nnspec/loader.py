@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from .errors import Collector, Diagnostic, SpecError
 from .ir.model import Analysis, Model, analyze
 from .ir.validation import json_path, messages
+from .limits import MAX_SPEC_CHARS
 from .tune.space import SearchSpace
 
 SPEC_SUFFIXES = (".nn", ".json", ".yaml", ".yml")
@@ -45,6 +46,8 @@ def load(path: str | Path) -> Spec:
 def loads(text: str, path: str = "<spec>") -> Spec:
     suffix = Path(path).suffix.lower()
     space = None
+    if len(text) > MAX_SPEC_CHARS:
+        raise SpecError(f"{path}: the spec has {len(text):,} characters; the limit is {MAX_SPEC_CHARS:,}")
     if suffix in (".json", ".yaml", ".yml"):
         model = _from_data(_parse_data(text, path, suffix), path)
     else:
@@ -66,6 +69,8 @@ def _parse_data(text: str, path: str, suffix: str) -> object:
     if suffix == ".json":
         try:
             return json.loads(text)
+        except RecursionError:
+            errors.error("nested too deeply to read")
         except json.JSONDecodeError as exc:
             from .errors import Span
 
@@ -75,6 +80,8 @@ def _parse_data(text: str, path: str, suffix: str) -> object:
 
         try:
             return yaml.safe_load(text)  # never yaml.load: YAML tags can construct objects
+        except RecursionError:
+            errors.error("nested too deeply to read")
         except yaml.YAMLError as exc:
             from .errors import Span
 
