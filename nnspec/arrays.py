@@ -5,6 +5,7 @@ import csv
 import math
 import zipfile
 import zlib
+from tokenize import TokenError
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ def _load(path: str) -> Any:
         raise SpecError("no such file", path) from None
     except EOFError:
         raise SpecError("cannot read arrays: the file is empty or cut short", path) from None
+    except (SyntaxError, TokenError):  # NumPy parses the header as a Python literal
+        raise SpecError("cannot read arrays: a damaged .npy header", path) from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise SpecError(f"cannot read arrays: {exc}", path) from None
 

@@ -21,6 +21,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -28,7 +29,6 @@ import numpy as np
 from .errors import SpecError, did_you_mean
 from .ir import training as ir
 from .ir.training import CsvData, MnistData, NpyData, NpzData
-
 from .limits import MAX_MAGNITUDE
 
 CHUNK_BYTES = 32 << 20  # checks read this much at a time: data larger than memory is scanned, not loaded
@@ -582,7 +582,7 @@ def _map_member(f, info: zipfile.ZipInfo, path: Path, size: int) -> np.ndarray |
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             return None
-    except ValueError as exc:
+    except (ValueError, SyntaxError, TokenError) as exc:  # NumPy parses the header as a Python literal
         raise DataError(f"{path}: member {info.filename}: not a .npy array ({exc})") from None
     if dtype.hasobject:
         raise DataError(f"{path}: member {info.filename}: object arrays are refused (they would need unpickling)")
@@ -625,6 +625,8 @@ def _npy(source: NpyData, base: Path, **_) -> Dataset:
             return np.load(path, mmap_mode="r", allow_pickle=False)  # memory-mapped: larger than memory works
         except ValueError as exc:
             raise DataError(f"{path}: {exc}") from None
+        except (SyntaxError, TokenError):  # NumPy parses the header as a Python literal
+            raise DataError(f"{path}: not a .npy array (a damaged header)") from None
         except EOFError:
             raise DataError(f"{path}: not a .npy array (the file is empty or cut short)") from None
         except OSError as exc:

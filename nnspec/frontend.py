@@ -18,7 +18,7 @@ from .ir.layers import LAYERS, AnyLayer, Layer
 from .ir.model import Input, Model, Namer, PretrainedWeights, analyze, output_names
 from .ir.training import TrainConfig
 from .ir.validation import messages
-from .limits import MAX_DIM, MAX_LAYERS, MAX_REPEAT, LimitError, check_number, check_power
+from .limits import MAX_DIM, MAX_LAYERS, MAX_REPEAT, MAX_SEARCH_PARAMETERS, LimitError, check_number, check_power
 from .syntax import number, parse, span_of
 from .tune.names import owner_names
 from .tune.space import OPTIONAL, SEARCH_VALUES, Edit, Param, SearchSpace, Switch, distribution, removal
@@ -802,6 +802,11 @@ def read_nn(text: str, path: str) -> tuple[Model, SearchSpace | None]:
     explorer = Frontend(text, path, tree=frontend.tree, exploring=True)
     explorer.walk()
     explorer.errors.raise_if_any()
+    if len(explorer.found) > MAX_SEARCH_PARAMETERS:  # checking builds the model at each one's bounds
+        extra = sorted(explorer.found.values(), key=lambda p: p.start)[MAX_SEARCH_PARAMETERS]
+        explorer.errors.error(f"the search space has {len(explorer.found)} parameters; the limit is "
+                              f"{MAX_SEARCH_PARAMETERS}", extra.span)
+        explorer.errors.raise_if_any()
     return model, SearchSpace.build(list(explorer.found.values()), text, path, frontend.tree)
 
 

@@ -17,6 +17,7 @@ MAX_LAYERS = 10_000  # layers after repeats and blocks are expanded
 MAX_DIM = 2**31 - 1  # one tensor dimension
 MAX_ELEMENTS = 2**31 - 1  # elements of one sample of any tensor
 MAX_PARAMETERS = 2**28  # 268,435,456 parameters: 1 GiB of float32 weights
+MAX_SEARCH_PARAMETERS = 32  # search calls in one spec (check builds the model at each one's bounds)
 MAX_GRID = 1_000_000  # points of a search space enumerated for grid search
 MAX_MAGNITUDE = 2.0**64  # data values: about the square root of float32's largest, so products stay finite
 

@@ -82,6 +82,7 @@ def read_onnx(path: str | Path) -> onnx.ModelProto:
         raise SpecError("no such file", str(path)) from None
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not ONNX
         raise SpecError(f"not an ONNX model: {exc}", str(path)) from None
-    if not proto.ir_version or not proto.HasField("graph"):  # an empty file parses as an empty message
-        raise SpecError("not an ONNX model (no graph in it)", str(path))
+    from .lift import check_proto
+
+    check_proto(proto, str(path))
     return proto

@@ -60,6 +60,24 @@ def lift(source: str | Path | onnx.ModelProto, name: str | None = None, model: M
 # ---- loading -------------------------------------------------------------------------------
 
 
+def check_proto(proto: onnx.ModelProto, path: str) -> None:
+    """What protobuf parses without complaint but is not a model: no graph (an empty file), or names
+    that are not UTF-8 text (protobuf hands them out as bytes)."""
+    if not proto.ir_version or not proto.HasField("graph"):
+        raise SpecError("not an ONNX model (no graph in it)", path)
+    graphs = [proto.graph]
+    while graphs:  # subgraphs of If and Loop nodes too, without recursion
+        graph = graphs.pop()
+        names = [graph.name, *(v.name for v in [*graph.input, *graph.output, *graph.value_info, *graph.initializer])]
+        for node in graph.node:
+            names += [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+            for attribute in node.attribute:
+                graphs += [attribute.g] if attribute.HasField("g") else []
+                graphs += list(attribute.graphs)
+        if any(not isinstance(name, str) for name in names):
+            raise SpecError("not a valid ONNX model (a name in its graph is not UTF-8 text)", path)
+
+
 def load_checked(path: str | Path) -> onnx.ModelProto:
     """An ONNX file; external data is read only from files inside the model's own folder."""
     path = str(path)
@@ -69,6 +87,7 @@ def load_checked(path: str | Path) -> onnx.ModelProto:
         raise SpecError("no such file", path) from None
     except Exception as exc:  # protobuf's DecodeError and friends: not ONNX
         raise SpecError(f"not an ONNX model: {' '.join(str(exc).split())}", path) from None
+    check_proto(proto, path)
     folder = Path(path).resolve().parent
     external = [t for t in _all_tensors(proto.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     for tensor in external:
