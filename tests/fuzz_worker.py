@@ -80,7 +80,7 @@ def _address_space() -> int:
 class Worker:
     """One capped worker; `run` gives each command's outcome, restarting the worker after a hang or crash."""
 
-    def __init__(self, timeout: float = 20.0):
+    def __init__(self, timeout: float = 60.0):
         self.timeout = timeout
         self.workdir = tempfile.mkdtemp(prefix="nnspec-fuzz-")
         self.process = None
