@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import onnx
@@ -19,7 +19,6 @@ from .atomic import write_bytes
 from .backends.onnx.compile import analyzed, read_onnx
 from .onnx_file import carries_spec, compile_spec, spec_from_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
-from .backends.onnx.runtime import DeviceError, Session
 from .errors import SpecError
 from .ir.model import Model as IRModel
 from .limits import check_memory
@@ -27,6 +26,9 @@ from .loader import Spec, dump_json
 from .loader import load as load_spec
 from .summary import summary as summary_table
 from .weights import Weights, initial_weights, load_weights, save_weights
+
+if TYPE_CHECKING:
+    from .backends.onnx.runtime import Session
 
 
 WEIGHT_COPIES = 3  # the arrays, the ONNX model that holds them, and its serialized bytes
@@ -63,6 +65,8 @@ class Model:
     @property
     def session(self) -> Session:
         if self._session is None:
+            from .backends.onnx.runtime import Session  # onnxruntime loads only when a model runs
+
             with self._file_problems():
                 self._session = Session(self.onnx, self.device)
         return self._session
@@ -70,6 +74,8 @@ class Model:
     @contextmanager
     def _file_problems(self) -> Iterator[None]:
         """onnxruntime refusing an ONNX file the user gave is a broken model, not a bug in nnspec."""
+        from .backends.onnx.runtime import DeviceError
+
         try:
             yield
         except (DeviceError, SpecError):

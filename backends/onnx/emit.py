@@ -22,14 +22,18 @@ class Emitter:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.taken: set[str] = set()
+        self._suffix: dict[str, int] = {}  # the next suffix to try per base: naming stays linear in graph size
         self.producer: dict[str, tuple[onnx.NodeProto, int]] = {}
         self._small: dict[tuple, str] = {}
 
     def fresh(self, base: str) -> str:
-        name, k = base, 0
+        name, k = base, self._suffix.get(base, 0)
+        if k:
+            name = f"{base}_{k}"
         while name in self.taken:
             k += 1
             name = f"{base}_{k}"
+        self._suffix[base] = k + 1
         self.taken.add(name)
         return name
 
