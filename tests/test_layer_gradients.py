@@ -126,7 +126,9 @@ TRAINING_CASES = {
 CASES.update(TRAINING_CASES)
 
 
-def _check(case: str, eps=1e-2, samples=12):
+def gradient_model(case: str):
+    """The case's loss and its gradients with respect to every weight and the input, as one ONNX
+    model; with the feeds to run it on and the names of what is differentiated."""
     shape, layers = CASES[case]
     model = model_of(layers, shape)
     analysis = analysis_of(model)
@@ -151,7 +153,6 @@ def _check(case: str, eps=1e-2, samples=12):
     # no gradient (None) must mean no dependence: then the finite difference must be zero too
     grads = [g if g is not None else v * 0.0 for v, g in zip(wrt, grads)]
     proto = to_onnx(graph, {"loss": loss, **{f"g:{n}": g for n, g in zip(names, grads)}})
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     if float_input:
         xv = rng.normal(size=(2, *spec.shape)).astype(np.float32)
         if case == "masking_lstm":
@@ -159,6 +160,13 @@ def _check(case: str, eps=1e-2, samples=12):
     else:
         xv = rng.integers(0, 6, (2, *spec.shape)).astype(spec.dtype)
     feeds = {"x": xv, **{f"{n}/{i}": a for n, arrays in weights.items() for i, a in enumerate(arrays)}}
+    return proto, feeds, names
+
+
+def _check(case: str, eps=1e-2, samples=12):
+    proto, feeds, names = gradient_model(case)
+    rng = np.random.default_rng(1)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     analytic = sess.run([f"g:{n}" for n in names], feeds)
     for name, g in zip(names, analytic):
         value = feeds[name]
