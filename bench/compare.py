@@ -463,6 +463,10 @@ def machine(args) -> str:
     except (OSError, StopIteration):
         pass
     versions = [f"onnxruntime {ort.__version__}", f"Python {platform.python_version()}"]
+    if args.device == "cuda":
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True).stdout.strip().splitlines()
+        cpu = f"{gpu[0] if gpu else 'an NVIDIA GPU'} with {cpu}"
     return (f"{cpu}, {os.cpu_count()} CPUs, {args.threads} thread(s) per contender, device {args.device}; "
             + ", ".join(versions) + f"; medians of {args.repeats} repeats; load average "
             + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end")
