@@ -17,7 +17,7 @@ class OnnxStep:
         self.graphs = graphs
         self.seed = seed
         self.train_session = Session(graphs.train, device, notice=notice)
-        self.eval_session = Session(graphs.evaluate, device, notice=False)
+        self._eval_session: Session | None = None  # started on the first evaluation: the first step comes sooner
         self.device = "cuda" if self.train_session.provider.startswith("CUDA") else "cpu"
         self.metric_names = [m.name for m in graphs.metrics]
         initial = {p.name: np.asarray(weights[p.layer][p.index], np.float32) for p in graphs.params}
@@ -27,6 +27,12 @@ class OnnxStep:
         self._state: dict[str, ort.OrtValue] = {}
         self._spare: dict[str, ort.OrtValue] = {}  # the other half of each double buffer
         self.load_state(initial)
+
+    @property
+    def eval_session(self) -> Session:
+        if self._eval_session is None:
+            self._eval_session = Session(self.graphs.evaluate, self.device, notice=False)
+        return self._eval_session
 
     # ---- state ------------------------------------------------------------------------------
     def _zero_states(self) -> dict[str, np.ndarray]:
