@@ -124,6 +124,31 @@ def test_pooling(prim, params):
     check(lambda v: prim(v, **params), x)
 
 
+def _first_max_routing(x, g, k):
+    """numpy: each window's cotangent to its first maximum in row-major order (TensorFlow's choice)."""
+    out = np.zeros_like(x)
+    for n, c, i, j in np.ndindex(*g.shape):
+        window = x[n, c, i * k:(i + 1) * k, j * k:(j + 1) * k]
+        a, b = np.unravel_index(np.argmax(window), window.shape)
+        out[n, c, i * k + a, j * k + b] += g[n, c, i, j]
+    return out
+
+
+@pytest.mark.parametrize("size", [6, 7])  # 7: the last row and column belong to no window
+def test_max_pool_ties_go_to_the_first_maximum(size):
+    """Windows of equal values (ReLU's zeros, repeated pixels): only the first cell gets the cotangent."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (2, 3, size, size)).astype(np.float32)  # many ties
+    graph = Graph()
+    v = graph.input("x", x.shape, "float32")
+    y = P.max_pool(v, kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0))
+    g = rng.normal(size=[d for d in y.shape]).astype(np.float32)
+    loss = P.reduce_sum(y * graph.const(g), axes=(0, 1, 2, 3), keepdims=False)
+    model = to_onnx(graph, {"loss": loss, "g": grad(graph, loss, [v])[0]})
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(["g"], {"x": x})[0]
+    np.testing.assert_array_equal(got, _first_max_routing(x, g, 2))
+
+
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "concat", "expand_like", "gather",

@@ -67,16 +67,52 @@ def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
                         output_padding=out_pad)
     if group != 1:
         raise ShapeError("training grouped convolutions is not supported")
-    # kernel cotangent: correlate the input with the output cotangent, the batch axis as channels
+    if None in g.shape[1:] or None in x.shape[1:]:
+        gw = _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations)
+    else:
+        gw = _kernel_cotangent_by_patches(x, g, kernel, strides, pads, dilations)
+    gb = None if b is None else P.reduce_sum(g, axes=(0,) + tuple(range(2, 2 + spatial)), keepdims=False)
+    return [gx, gw, gb]
+
+
+def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
+    """dL/dw as one batched matrix product: the input's window under each kernel offset (a strided
+    slice, K of them) stacked on the channel axis is (N, K*C, S); each sample's output cotangent
+    (F, S) times its patches' transpose, summed over the batch. onnxruntime runs this as one GEMM
+    call per sample on its fast MLAS path, where a convolution with the batch as channels and a
+    kernel the size of the image (the other way) runs on a slow one."""
+    spatial = x.rank - 2
+    if any(pads):
+        x = P.pad(x, pads=(0, 0, *pads[:spatial], 0, 0, *pads[spatial:]))
+    sizes = g.shape[2:]
+    patches = []
+    for offset in np.ndindex(*kernel):
+        patch = x
+        for d, o in enumerate(offset):
+            start = o * dilations[d]
+            patch = P.slice_(patch, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1,
+                             step=strides[d])
+        patches.append(patch)
+    stacked = P.concat(*patches, axis=1) if len(patches) > 1 else patches[0]
+    channels, filters, positions = x.shape[1], g.shape[1], int(np.prod(sizes))
+    flat_g = P.reshape(g, shape=(-1, filters, positions))
+    flat_patches = P.reshape(stacked, shape=(-1, len(patches) * channels, positions))
+    per_sample = P.matmul(flat_g, P.transpose(flat_patches, perm=(0, 2, 1)))  # (N, F, K*C)
+    gw = P.reshape(P.reduce_sum(per_sample, axes=(0,), keepdims=False), shape=(filters, *kernel, channels))
+    return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
+
+
+def _kernel_cotangent_by_conv(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
+    """dL/dw where spatial sizes are known only at run time: correlate the input with the output
+    cotangent, the batch axis as channels."""
+    spatial = x.rank - 2
     swap = (1, 0) + tuple(range(2, 2 + spatial))
     gw = conv(P.transpose(x, perm=swap), P.transpose(g, perm=swap), strides=tuple(dilations), pads=pads,
               dilations=tuple(strides), group=1)
     for i, k in enumerate(kernel):  # strides that do not divide evenly overshoot the kernel: crop
         if gw.shape[2 + i] != k:
             gw = P.slice_(gw, axis=2 + i, start=0, stop=k)
-    gw = P.transpose(gw, perm=swap)
-    gb = None if b is None else P.reduce_sum(g, axes=(0,) + tuple(range(2, 2 + spatial)), keepdims=False)
-    return [gx, gw, gb]
+    return P.transpose(gw, perm=swap)
 
 
 def _conv_transpose_shape(g, w, *, strides, pads, dilations, group, output_padding):
