@@ -365,8 +365,9 @@ PEAKS = {"train_per_s": "train_" + PEAK, "infer128": "infer_" + PEAK, "infer1": 
          "startup_s": "train_" + PEAK, "convert_s": "process_" + PEAK, "check_s": "process_" + PEAK}
 
 
-def measure(args, found: dict, folder: Path) -> dict:
-    """results[workload][contender][metric] -> list of values, one per repeat."""
+def measure(args, found: dict, folder: Path, report) -> dict:
+    """results[workload][contender][metric] -> list of values, one per repeat; `report(results)`
+    after each repeat."""
     env = {**os.environ, "NNSPEC_INTRA_OP_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     me = str(Path(__file__).resolve())
@@ -409,6 +410,7 @@ def measure(args, found: dict, folder: Path) -> dict:
         record(results.setdefault("mlp", {}), "nnspec", None if got is None else
                {"check_s": wall, "process_" + PEAK: peak}, err)
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
+        report(results)
     return results
 
 
@@ -454,7 +456,7 @@ def table(results: dict, found: dict) -> str:
     return "\n".join(lines)
 
 
-def machine(args) -> str:
+def machine(args, done: int) -> str:
     import onnxruntime as ort
 
     cpu = platform.processor() or platform.machine()
@@ -468,7 +470,7 @@ def machine(args) -> str:
                              text=True).stdout.strip().splitlines()
         cpu = f"{gpu[0] if gpu else 'an NVIDIA GPU'} with {cpu}"
     return (f"{cpu}, {os.cpu_count()} CPUs, {args.threads} thread(s) per contender, device {args.device}; "
-            + ", ".join(versions) + f"; medians of {args.repeats} repeats; load average "
+            + ", ".join(versions) + f"; medians of {done} of {args.repeats} repeats; load average "
             + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " at the end")
 
 
@@ -486,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seconds", type=float, default=0.5, help="per inference measurement")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few steps, short inference timing")
+    parser.add_argument("--out", type=Path, help="also write the table here, updated after every repeat")
     args = parser.parse_args(argv)
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in args.models if m not in WORKLOADS]
@@ -500,13 +503,18 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds = 0.05
     found = peers(args.tf_python)
     missing = [TITLES[k] for k, v in found.items() if v is None]
+
+    def report(results: dict) -> str:
+        done = max((len(v) for cell in results.values() for c in cell.values() for v in c.values()), default=0)
+        text = (f"`python bench/compare.py {' '.join(argv)}`".replace(" `", "`") + "\n\n" + machine(args, done) + "\n\n"
+                + table(results, found) + (f"\n\nnot installed here, skipped: {', '.join(missing)}" if missing else ""))
+        if args.out:
+            args.out.write_text(text + "\n")
+        return text
+
     with tempfile.TemporaryDirectory() as folder:
-        results = measure(args, found, Path(folder))
-    print(f"`python bench/compare.py {' '.join(argv)}`".replace("  ", " ") + "\n")
-    print(machine(args) + "\n")
-    print(table(results, found))
-    if missing:
-        print(f"\nnot installed here, skipped: {', '.join(missing)}")
+        results = measure(args, found, Path(folder), report)
+    print(report(results))
     return 0
 
 
