@@ -1,7 +1,7 @@
 """Where a training step's time goes: onnxruntime's own session profile of the step graph, summed
 per op type (and the heaviest single nodes), as a markdown table for bench/PROFILE.md.
 
-    python bench/profile.py specs/mnist_cnn.nn [--batch 128] [--steps 10] [--nodes 12]
+    python bench/step_profile.py specs/mnist_cnn.nn [--batch 128] [--steps 10] [--nodes 12]
 
 The step is the one `nnspec train` runs (SGD(0.01), random data of the spec's shapes); the first
 two steps are left out as warm-up.
@@ -80,7 +80,7 @@ def main() -> None:
         by_op[e["args"]["op_name"]] += e["dur"]
         count[e["args"]["op_name"]] += 1
         by_node[(e["name"][:-len("_kernel_time")], e["args"]["op_name"])] += e["dur"]
-    print(f"`python bench/profile.py {args.spec} --batch {args.batch} --steps {args.steps}`: "
+    print(f"`python bench/step_profile.py {args.spec} --batch {args.batch} --steps {args.steps}`: "
           f"{total / runs / 1000:.1f} ms of kernels per step, {intra_op_threads()} thread(s)\n")
     print("| op type | nodes | ms per step | share |\n| --- | ---: | ---: | ---: |")
     for op, dur in by_op.most_common():
