@@ -372,8 +372,7 @@ def measure(args, found: dict, folder: Path, report) -> dict:
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     me = str(Path(__file__).resolve())
     results: dict = {}
-    files = {name: export_keras(WORKLOADS[name], folder) for name in args.models} if found["keras2"] or \
-        found["keras3"] else {}
+    files = {name: export_keras(WORKLOADS[name], folder) for name in args.models}  # what convert converts
     for repeat in range(args.repeats):
         for name in args.models:
             workload = WORKLOADS[name]
@@ -392,9 +391,8 @@ def measure(args, found: dict, folder: Path, report) -> dict:
                 record(cell, column, got, err)
             converted = folder / f"{name}.nnspec.onnx"
             got, wall, peak, err = spawn(sys.executable, ["-m", "nnspec.cli", "convert", str(files[name]["keras2"]),
-                                                          str(converted)], env) if files else (None, 0, 0, "")
-            if files:
-                record(cell, "nnspec", None if got is None else {"convert_s": wall, "process_" + PEAK: peak}, err)
+                                                          str(converted)], env)
+            record(cell, "nnspec", None if got is None else {"convert_s": wall, "process_" + PEAK: peak}, err)
             if found["tf2onnx"] and args.device == "cpu":
                 target = folder / f"{name}.tf2onnx.onnx"
                 got, wall, peak, err = spawn(found["tf2onnx"], [me, "--worker", "tf2onnx_convert", name, "0",

@@ -76,28 +76,28 @@ def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
 
 
 def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
-    """dL/dw as one batched matrix product: the input's window under each kernel offset (a strided
-    slice, K of them) stacked on the channel axis is (N, K*C, S); each sample's output cotangent
-    (F, S) times its patches' transpose, summed over the batch. onnxruntime runs this as one GEMM
-    call per sample on its fast MLAS path, where a convolution with the batch as channels and a
-    kernel the size of the image (the other way) runs on a slow one."""
+    """dL/dw as batched matrix products over patches: for each kernel offset, the input's window
+    there (a strided slice, (N, C, S)) against the output cotangent (N, F, S) gives that offset's
+    (N, F, C); the offsets side by side, summed over the batch, are the kernel. onnxruntime runs
+    these on its MLAS GEMM, where a convolution with the batch as channels and a kernel the size
+    of the image (the other way) runs on a slow path. One offset at a time, each slice dies after
+    its product: memory stays that of the input, not K times it."""
     spatial = x.rank - 2
     if any(pads):
         x = P.pad(x, pads=(0, 0, *pads[:spatial], 0, 0, *pads[spatial:]))
     sizes = g.shape[2:]
-    patches = []
+    channels, filters, positions = x.shape[1], g.shape[1], int(np.prod(sizes))
+    flat_g = P.reshape(g, shape=(-1, filters, positions))
+    products = []
     for offset in np.ndindex(*kernel):
         patch = x
         for d, o in enumerate(offset):
             start = o * dilations[d]
             patch = P.slice_(patch, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1,
                              step=strides[d])
-        patches.append(patch)
-    stacked = P.concat(*patches, axis=1) if len(patches) > 1 else patches[0]
-    channels, filters, positions = x.shape[1], g.shape[1], int(np.prod(sizes))
-    flat_g = P.reshape(g, shape=(-1, filters, positions))
-    flat_patches = P.reshape(stacked, shape=(-1, len(patches) * channels, positions))
-    per_sample = P.matmul(flat_g, P.transpose(flat_patches, perm=(0, 2, 1)))  # (N, F, K*C)
+        flat_patch = P.reshape(patch, shape=(-1, channels, positions))
+        products.append(P.matmul(flat_g, P.transpose(flat_patch, perm=(0, 2, 1))))  # (N, F, C)
+    per_sample = P.concat(*products, axis=2) if len(products) > 1 else products[0]  # (N, F, K*C)
     gw = P.reshape(P.reduce_sum(per_sample, axes=(0,), keepdims=False), shape=(filters, *kernel, channels))
     return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
 
