@@ -362,7 +362,7 @@ ROWS = [("train_per_s", "training, samples/s", True), ("infer128", "inference ba
         ("infer1", "inference batch 1, µs", False), ("convert_s", "convert .h5 to .onnx, s", False),
         ("startup_s", "start-up to first step, s", False), ("check_s", "start-up, `nnspec check`, s", False)]
 PEAKS = {"train_per_s": "train_" + PEAK, "infer128": "infer_" + PEAK, "infer1": "infer_" + PEAK,
-         "startup_s": "train_" + PEAK, "convert_s": "process_" + PEAK, "check_s": "process_" + PEAK}
+         "startup_s": "train_" + PEAK, "convert_s": "convert_" + PEAK, "check_s": "check_" + PEAK}
 
 
 def measure(args, found: dict, folder: Path, report) -> dict:
@@ -392,13 +392,13 @@ def measure(args, found: dict, folder: Path, report) -> dict:
             converted = folder / f"{name}.nnspec.onnx"
             got, wall, peak, err = spawn(sys.executable, ["-m", "nnspec.cli", "convert", str(files[name]["keras2"]),
                                                           str(converted)], env)
-            record(cell, "nnspec", None if got is None else {"convert_s": wall, "process_" + PEAK: peak}, err)
+            record(cell, "nnspec", None if got is None else {"convert_s": wall, "convert_" + PEAK: peak}, err)
             if found["tf2onnx"] and args.device == "cpu":
                 target = folder / f"{name}.tf2onnx.onnx"
                 got, wall, peak, err = spawn(found["tf2onnx"], [me, "--worker", "tf2onnx_convert", name, "0",
                                                                 json.dumps({"path": str(files[name]["keras2"]),
                                                                             "target": str(target)})], env)
-                record(cell, "tf2onnx", None if got is None else {"convert_s": wall, "process_" + PEAK: peak}, err)
+                record(cell, "tf2onnx", None if got is None else {"convert_s": wall, "convert_" + PEAK: peak}, err)
                 if got is not None:
                     got, _, _, err = spawn(sys.executable, [me, "--worker", "onnxruntime", name, "0",
                                                             json.dumps({**base, "path": str(target)})], env)
@@ -406,7 +406,7 @@ def measure(args, found: dict, folder: Path, report) -> dict:
         got, wall, peak, err = spawn(sys.executable, ["-m", "nnspec.cli", "check", str(ROOT / "specs/mnist_mlp.nn")],
                                      env)
         record(results.setdefault("mlp", {}), "nnspec", None if got is None else
-               {"check_s": wall, "process_" + PEAK: peak}, err)
+               {"check_s": wall, "check_" + PEAK: peak}, err)
         print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
         report(results)
     return results
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [TITLES[k] for k, v in found.items() if v is None]
 
     def report(results: dict) -> str:
-        done = max((len(v) for cell in results.values() for c in cell.values() for v in c.values()), default=0)
+        done = len(results.get("mlp", {}).get("nnspec", {}).get("check_s", []))  # one per repeat
         text = (f"`python bench/compare.py {' '.join(argv)}`".replace(" `", "`") + "\n\n" + machine(args, done) + "\n\n"
                 + table(results, found) + (f"\n\nnot installed here, skipped: {', '.join(missing)}" if missing else ""))
         if args.out:
