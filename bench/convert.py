@@ -3,14 +3,21 @@ and tf2onnx's `python -m tf2onnx.convert --keras m.h5` beside it for the Keras 2
 tf2onnx (with TensorFlow and tf_keras) is installed.
 
     python bench/convert.py [--rounds 3] [--output bench/CONVERT_RESULTS.md]
+    python bench/convert.py --zoo /tmp/zoo [--keras-python /path/to/tf-venv/bin/python]
 
 A conversion is timed from process start to exit (the interpreter, imports and writing included),
 as a user waits for it; the median of the rounds is reported. The target is under 1 s each.
+
+--zoo measures the full-size keras.applications networks instead (the fixtures' table in the
+output is kept): bench/zoo.py writes them once into the folder, by Keras 2 and 3 (weights=None),
+with the Python that has TensorFlow (--keras-python; nnspec's own environment needs none); then
+each file is converted by nnspec and its Keras 2 file by tf2onnx, both measured for wall time
+and peak memory, and both ONNX files run by onnxruntime against Keras's own predictions.
+Models nnspec refuses are listed with its one-line refusal.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import shutil
@@ -21,10 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "keras"
 MODELS = sorted(p.name.split(".")[0] for p in FIXTURES.glob("*.tf2onnx.onnx"))
 TARGET_S = 1.0
+ZOO_FORMATS = ("k2.h5", "k3.h5", "k3.keras")
 
 
 def nnspec_command(source: Path, target: Path) -> list[str]:
@@ -32,8 +42,8 @@ def nnspec_command(source: Path, target: Path) -> list[str]:
     return ([exe] if exe else [sys.executable, "-m", "nnspec.cli"]) + ["convert", str(source), str(target)]
 
 
-def tf2onnx_command(source: Path, target: Path) -> list[str]:
-    return [sys.executable, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(target)]
+def tf2onnx_command(python: str, source: Path, target: Path) -> list[str]:
+    return [python, "-m", "tf2onnx.convert", "--keras", str(source), "--output", str(target)]
 
 
 # tf2onnx reads .h5 files with tf.keras: make that Keras 2 (tf_keras), which wrote the k2 files
@@ -51,37 +61,137 @@ def timed(command: list[str], rounds: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "CONVERT_RESULTS.md")
-    args = parser.parse_args()
-    has_tf2onnx = importlib.util.find_spec("tf2onnx") is not None
-    if not has_tf2onnx:
-        print("tf2onnx: not installed, skipped")
+def measured(command: list[str]) -> tuple[float, float, int, str]:
+    """Wall seconds, peak resident MB of the process itself (wait4 gives that child's own
+    rusage), exit code and the last line of stderr."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENVIRONMENT)
+    stderr = child.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    last = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return elapsed, usage.ru_maxrss / 1024, child.returncode, last
+
+
+def check_onnx(path: Path, io: Path) -> tuple[int, float]:
+    """Node count of the written ONNX and its max-abs error against Keras's predict."""
+    import onnx
+    import onnxruntime
+
+    nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    data = np.load(io)
+    got = session.run(None, {session.get_inputs()[0].name: data["x0"]})[0]
+    return nodes, float(np.max(np.abs(got - data["y0"])))
+
+
+def has_tf2onnx(python: str) -> bool:
+    return subprocess.run([python, "-c", "import tf2onnx, tf_keras"], capture_output=True).returncode == 0
+
+
+def fixture_rows(rounds: int, python: str | None) -> list[str]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
             for version in ("k2", "k3"):
                 source = FIXTURES / f"{name}.{version}.h5"
-                ours = timed(nnspec_command(source, Path(tmp) / "m.onnx"), args.rounds)
-                theirs = timed(tf2onnx_command(source, Path(tmp) / "t.onnx"), args.rounds) \
-                    if has_tf2onnx and version == "k2" else None
-                rows.append((f"{name}.{version}.h5", ours, theirs))
-                shown = "-" if theirs is None else f"{theirs:.2f} s"
-                print(f"{name}.{version}.h5: nnspec {ours:.2f} s, tf2onnx {shown}")
-    slowest = max(r[1] for r in rows)
-    lines = [
+                ours = timed(nnspec_command(source, Path(tmp) / "m.onnx"), rounds)
+                theirs = timed(tf2onnx_command(python, source, Path(tmp) / "t.onnx"), rounds) \
+                    if python and version == "k2" else None
+                shown = "-" if theirs is None else f"{theirs:.2f}"
+                rows.append(f"| {name}.{version}.h5 | {ours:.2f} | {shown} |")
+                print(f"{name}.{version}.h5: nnspec {ours:.2f} s, tf2onnx {shown} s", flush=True)
+    return rows
+
+
+def zoo_rows(zoo: Path, python: str) -> tuple[list[str], list[str]]:
+    """Table rows, and the refusals (file: nnspec's one line)."""
+    from zoo import MODELS as ZOO_MODELS
+
+    subprocess.run([python, str(Path(__file__).with_name("zoo.py")), str(zoo)], check=True, env=ENVIRONMENT)
+    rows, refusals = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ZOO_MODELS:
+            for form in ZOO_FORMATS:
+                source, io = zoo / f"{name}.{form}", zoo / f"{name}.{form[:2]}.io.npz"
+                size = source.stat().st_size / 2**20
+                cells = []
+                for tool, command, target in (
+                        ("nnspec", nnspec_command, Path(tmp) / "m.onnx"),
+                        ("tf2onnx", lambda s, t: tf2onnx_command(python, s, t), Path(tmp) / "t.onnx")):
+                    if tool == "tf2onnx" and form != "k2.h5":  # tf2onnx reads Keras 2 files only
+                        cells.append("- | - | - | -")
+                        continue
+                    target.unlink(missing_ok=True)
+                    seconds, peak, code, last = measured(command(source, target))
+                    if code != 0:
+                        cells.append(f"refused | {peak:.0f} | - | -")
+                        if tool == "nnspec":
+                            refusals.append(f"- `{source.name}`: {last}")
+                        continue
+                    nodes, error = check_onnx(target, io)
+                    cells.append(f"{seconds:.1f} | {peak:.0f} | {nodes} | {error:.1e}")
+                rows.append(f"| {name} | {form} | {size:.1f} | " + " | ".join(cells) + " |")
+                print(rows[-1], flush=True)
+    return rows, refusals
+
+
+ZOO_HEADING = "## Full-size keras.applications networks"
+
+
+def zoo_section(zoo: Path, python: str) -> list[str]:
+    rows, refusals = zoo_rows(zoo, python)
+    return [
+        ZOO_HEADING, "",
+        "`python bench/convert.py --zoo DIR`: `bench/zoo.py` wrote each network with `weights=None` at 96x96 "
+        "(1000 classes); each file was converted once to ONNX by `nnspec convert` and, for the Keras 2 file, by "
+        "`python -m tf2onnx.convert --keras`. Seconds are the whole process's wall time, MB its peak resident "
+        "memory; error is the max-abs difference of onnxruntime's output from Keras's own `predict` on two "
+        "random images.", "",
+        "| model | file | MB | nnspec s | nnspec peak MB | nnspec nodes | nnspec error "
+        "| tf2onnx s | tf2onnx peak MB | tf2onnx nodes | tf2onnx error |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows,
+        "", "Refused by nnspec:", "", *(refusals or ["- none"]),
+    ]
+
+
+def fixture_section(rounds: int, python: str | None) -> list[str]:
+    rows = fixture_rows(rounds, python)
+    slowest = max(float(r.split("|")[2]) for r in rows)
+    return [
         "# Conversion benchmark results", "",
-        f"`python bench/convert.py --rounds {args.rounds}`: `nnspec convert NAME.h5 NAME.onnx` timed as a whole "
+        f"`python bench/convert.py --rounds {rounds}`: `nnspec convert NAME.h5 NAME.onnx` timed as a whole "
         "process (interpreter start, imports, conversion, writing), median of the rounds. "
         f"Target: under {TARGET_S:.0f} s each; slowest here {slowest:.2f} s.", "",
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs; python {platform.python_version()}; "
-        f"tf2onnx: {'installed, run on the Keras 2 files' if has_tf2onnx else 'not installed (skipped)'}", "",
-        "| file | nnspec convert (s) | tf2onnx (s) |", "| --- | ---: | ---: |",
+        f"tf2onnx: {'installed, run on the Keras 2 files' if python else 'not installed (skipped)'}", "",
+        "| file | nnspec convert (s) | tf2onnx (s) |", "| --- | ---: | ---: |", *rows,
     ]
-    lines += [f"| {f} | {ours:.2f} | {'-' if theirs is None else f'{theirs:.2f}'} |" for f, ours, theirs in rows]
-    args.output.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "CONVERT_RESULTS.md")
+    parser.add_argument("--zoo", type=Path, help="measure the full-size networks instead, written into (and kept "
+                                                 "in) this folder; the fixtures' table in --output is kept")
+    parser.add_argument("--keras-python", default=sys.executable,
+                        help="a Python with TensorFlow, tf_keras, keras 3 and tf2onnx (default: this one)")
+    args = parser.parse_args()
+    python = args.keras_python if has_tf2onnx(args.keras_python) else None
+    if python is None:
+        if args.zoo:
+            raise SystemExit(f"--zoo needs TensorFlow, tf_keras, keras and tf2onnx in {args.keras_python}")
+        print("tf2onnx: not installed, skipped")
+    # the two tables are measured separately (the zoo takes most of an hour): each run keeps the other's
+    previous = args.output.read_text() if args.output.exists() else ""
+    fixtures, _, zoo = previous.partition(ZOO_HEADING)
+    if args.zoo:
+        fixtures, zoo = fixtures.rstrip("\n"), "\n".join(zoo_section(args.zoo, python))
+    else:
+        fixtures, zoo = "\n".join(fixture_section(args.rounds, python)), (ZOO_HEADING + zoo if zoo else "")
+    args.output.write_text(fixtures + ("\n\n" + zoo.rstrip("\n") if zoo else "") + "\n")
     print(f"wrote {args.output}")
 
 
