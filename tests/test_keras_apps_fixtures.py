@@ -63,12 +63,12 @@ def test_fixture_set_is_complete_and_small():
     assert total < 20 << 20, f"{total / 2**20:.1f} MiB"
 
 
-def test_tf2onnx_converted_every_keras2_model_it_could():
-    """Node counts for the 'nodes vs tf2onnx' comparison, without TensorFlow at test time."""
+def test_tf2onnx_node_counts():
+    """tf2onnx converted every Keras 2 model: its node counts are the ones to beat, available
+    without TensorFlow at test time."""
     assert set(TF2ONNX) == set(LAYER_MODELS + APP_MODELS)
-    converted = {name: entry for name, entry in TF2ONNX.items() if "error" not in entry}
-    assert len(converted) >= len(TF2ONNX) - 3, sorted(set(TF2ONNX) - set(converted))
-    for name, entry in converted.items():
+    for name, entry in TF2ONNX.items():
+        assert "error" not in entry, (name, entry)
         assert entry["nodes"] == sum(entry["ops"].values()) > 0
         if "file" in entry:
             graph = onnx.load(str(FIX / entry["file"])).graph
