@@ -35,6 +35,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "keras"
 MODELS = sorted(p.name.split(".")[0] for p in FIXTURES.glob("*.tf2onnx.onnx"))
 TARGET_S = 1.0
 ZOO_FORMATS = ("k2.h5", "k3.h5", "k3.keras")
+GNU_TIME = "/usr/bin/time"
 
 
 def nnspec_command(source: Path, target: Path) -> list[str]:
@@ -62,16 +63,17 @@ def timed(command: list[str], rounds: int) -> float:
 
 
 def measured(command: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak resident MB of the process itself (wait4 gives that child's own
-    rusage), exit code and the last line of stderr."""
+    """Wall seconds, peak resident MB, exit code and the last line of stderr of one process.
+    The peak comes from GNU time: a child of this (large) process would report this process's
+    own peak, which Linux carries over a fork into the child's ru_maxrss."""
     start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENVIRONMENT)
-    stderr = child.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(child.pid, 0)
+    result = subprocess.run([GNU_TIME, "-f", "peak_kb=%M", *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, errors="replace", env=ENVIRONMENT)
     elapsed = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    last = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
-    return elapsed, usage.ru_maxrss / 1024, child.returncode, last
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith(("Command exited with", "Command terminated by"))]
+    peak_kb = int(lines.pop().removeprefix("peak_kb="))
+    return elapsed, peak_kb / 1024, result.returncode, lines[-1] if lines else ""
 
 
 def check_onnx(path: Path, io: Path) -> tuple[int, float]:
@@ -180,6 +182,8 @@ def main() -> None:
                         help="a Python with TensorFlow, tf_keras, keras 3 and tf2onnx (default: this one)")
     args = parser.parse_args()
     python = args.keras_python if has_tf2onnx(args.keras_python) else None
+    if args.zoo and not os.access(GNU_TIME, os.X_OK):
+        raise SystemExit(f"--zoo measures peak memory with GNU time: {GNU_TIME} is missing")
     if python is None:
         if args.zoo:
             raise SystemExit(f"--zoo needs TensorFlow, tf_keras, keras and tf2onnx in {args.keras_python}")
