@@ -22,3 +22,15 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, input: str | None 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """One local Ray for the whole session (it takes seconds to start), CPU only; its address, for
+    commands run in subprocesses to join with --address."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level=logging.ERROR)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

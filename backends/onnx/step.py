@@ -1,6 +1,12 @@
 """Runs the training and evaluation graphs: the state (parameters and optimizer slots) lives in
-onnxruntime values on the device; each step binds the batch, runs, and swaps the state buffers."""
+onnxruntime values on the device; each step binds the batch, runs, and swaps the state buffers.
+
+Data-parallel replicas (a split step, `replicas`) each run the gradient graph on their shard of the
+global batch, sum the gradients, loss, metric statistics and moving statistics across replicas, and
+run the update graph with the average, so every replica applies the same update."""
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -9,15 +15,41 @@ from .runtime import Session
 from .training import StepGraphs
 
 
+class Replicas(Protocol):
+    """The replicas of a data-parallel run, seen from one of them (nnspec.distributed.replicas)."""
+
+    rank: int
+    size: int
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """The element-wise sum of every replica's `values`, on every replica."""
+
+
+class Alone:
+    """One replica: a split step run by itself."""
+
+    rank, size = 0, 1
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return values
+
+
+def shard(n: int, rank: int, size: int) -> slice:
+    """Replica `rank`'s rows of a global batch of n: contiguous, sizes differing by one at most."""
+    return slice(rank * n // size, (rank + 1) * n // size)
+
+
 class OnnxStep:
     """The `Step` the training loop drives (nnspec.train.loop.Step)."""
 
     def __init__(self, graphs: StepGraphs, weights: dict[str, list[np.ndarray]], device: str = "auto",
-                 seed: int = 0, notice: bool = True, batch_size: int = 32):
+                 seed: int = 0, notice: bool = True, batch_size: int = 32, replicas: Replicas | None = None):
         self.graphs = graphs
         self.seed = seed
+        self.replicas = replicas or Alone()
         self.train_session = Session(graphs.train, device, notice=notice)
         self._eval_session: Session | None = None  # started on the first evaluation: the first step comes sooner
+        self.update_session = Session(graphs.update, device, notice=False) if graphs.update is not None else None
         self.device = "cuda" if self.train_session.provider.startswith("CUDA") else "cpu"
         self.metric_names = [m.name for m in graphs.metrics]
         initial = {p.name: np.asarray(weights[p.layer][p.index], np.float32) for p in graphs.params}
@@ -55,7 +87,8 @@ class OnnxStep:
         if missing:
             raise ValueError(f"state for another model or optimizer: it lacks {', '.join(sorted(missing)[:3])}")
         self._state = {k: self._value(state[k]) for k in known}
-        self._spare = {k: self._value(np.zeros_like(state[k], np.float32)) for k in self.graphs.updates}
+        written = self.graphs.applied or self.graphs.updates  # what a run swaps into its double buffer
+        self._spare = {k: self._value(np.zeros_like(state[k], np.float32)) for k in written}
 
     def weights(self) -> dict[str, list[np.ndarray]]:
         """Keras-ordered weights per layer, for compiling an inference model."""
@@ -65,13 +98,13 @@ class OnnxStep:
         return out
 
     # ---- steps ------------------------------------------------------------------------------
-    def _bind_common(self, binding, session: Session, xs, ys, sample_weight) -> None:
+    def _bind_common(self, binding, session: Session, xs, ys, sample_weight, batch_size: float) -> None:
         for name, x in zip(self.graphs.x_names, xs):
             binding.bind_cpu_input(name, np.ascontiguousarray(x))
         for name, y in zip(self.graphs.y_names, ys):
             binding.bind_cpu_input(name, np.ascontiguousarray(y))
         binding.bind_cpu_input("sample_weight", np.ascontiguousarray(sample_weight, np.float32))
-        binding.bind_cpu_input("batch_size", np.array(len(sample_weight), np.float32))
+        binding.bind_cpu_input("batch_size", np.array(batch_size, np.float32))
         wanted = {i.name for i in session.inputs}
         for key, value in self._state.items():
             if key in wanted:
@@ -84,34 +117,89 @@ class OnnxStep:
                  for i, sizes in enumerate(self.graphs.stat_sizes) for j in range(len(sizes))]
         return loss, np.concatenate(stats).astype(np.float64) if stats else np.zeros(0)
 
-    def train(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
-        session = self.train_session
-        binding = session.session.io_binding()
-        self._bind_common(binding, session, xs, ys, sample_weight)
-        binding.bind_cpu_input("learning_rate", np.array(lr, np.float32))
-        binding.bind_cpu_input("iteration", np.array(step + 1, np.float32))
-        n = len(sample_weight)
+    def _dropout_masks(self, n: int, step: int):
+        """Masks for a global batch of n: sample i's rows depend on (seed, step, layer, i) only, so replicas
+        that each take a shard of the batch draw exactly what one process drawing the whole batch does."""
         for i, d in enumerate(self.graphs.dropout):
             # one generator per (seed, step, layer): a resumed run draws exactly the same masks
             rng = np.random.default_rng([self.seed, step, i])
-            shape = (n, *[s for s in d.shape[1:]])
-            keep = rng.random(shape, dtype=np.float32) >= d.rate
-            binding.bind_cpu_input(d.name, keep.astype(np.float32) * np.float32(1.0 / (1.0 - d.rate)))
-        for name in ["loss"] + [f"metric{i}_{j}" for i, sizes in enumerate(self.graphs.stat_sizes)
-                                for j in range(len(sizes))]:
+            keep = rng.random((n, *d.shape[1:]), dtype=np.float32) >= d.rate
+            yield d.name, keep.astype(np.float32) * np.float32(1.0 / (1.0 - d.rate))
+
+    def _swap(self, keys) -> None:
+        for key in keys:  # the outputs become the next step's inputs
+            self._state[key], self._spare[key] = self._spare[key], self._state[key]
+
+    def train(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
+        if self.update_session is not None:
+            return self._train_replica(xs, ys, sample_weight, lr, step)
+        session = self.train_session
+        binding = session.session.io_binding()
+        self._bind_common(binding, session, xs, ys, sample_weight, len(sample_weight))
+        binding.bind_cpu_input("learning_rate", np.array(lr, np.float32))
+        binding.bind_cpu_input("iteration", np.array(step + 1, np.float32))
+        for name, mask in self._dropout_masks(len(sample_weight), step):
+            binding.bind_cpu_input(name, mask)
+        for name in self._stat_names():
             binding.bind_output(name, "cpu")
         for key, out in self.graphs.updates.items():
             binding.bind_ortvalue_output(out, self._spare[key])
         session.session.run_with_iobinding(binding)
         result = self._stats(binding, session)
-        for key in self.graphs.updates:  # the outputs become the next step's inputs
-            self._state[key], self._spare[key] = self._spare[key], self._state[key]
+        self._swap(self.graphs.updates)
         return result
+
+    def _stat_names(self) -> list[str]:
+        return ["loss"] + [f"metric{i}_{j}" for i, sizes in enumerate(self.graphs.stat_sizes) for j in range(len(sizes))]
+
+    def _train_replica(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
+        """A split step: gradients of this replica's shard, summed across replicas, then the update."""
+        n, size = len(sample_weight), self.replicas.size
+        rows = shard(n, self.replicas.rank, size)
+        session = self.train_session
+        binding = session.session.io_binding()
+        # the loss divides by n / size: a replica's summed loss times size / n, so the replicas' mean is the
+        # loss of the whole batch, whatever the shards' sizes
+        self._bind_common(binding, session, [x[rows] for x in xs], [y[rows] for y in ys], sample_weight[rows],
+                          n / size)
+        for name, mask in self._dropout_masks(n, step):
+            binding.bind_cpu_input(name, np.ascontiguousarray(mask[rows]))
+        summed = self._stat_names() + list(self.graphs.gradients.values()) + list(self.graphs.updates.values())
+        for name in session.outputs:  # all of them are summed
+            binding.bind_output(name, "cpu")
+        session.session.run_with_iobinding(binding)
+        values = dict(zip(session.outputs, (v.numpy() for v in binding.get_outputs())))
+        flat = self.replicas.sum(np.concatenate([np.asarray(values[k], np.float64).reshape(-1) for k in summed]))
+        total, offset = {}, 0
+        for name in summed:
+            size_of = np.asarray(values[name]).size
+            total[name] = flat[offset:offset + size_of].reshape(np.shape(values[name]))
+            offset += size_of
+        mean = {k: (total[k] / size).astype(np.float32) for k in summed[len(self._stat_names()):]}
+        for key, out in self.graphs.updates.items():  # moving statistics: the replicas' mean, as Keras reads them
+            self._state[key] = self._value(mean[out])
+        update = self.update_session
+        binding = update.session.io_binding()
+        wanted = {i.name for i in update.inputs}
+        for key, value in self._state.items():
+            if key in wanted:
+                binding.bind_ortvalue_input(key, value)
+        for out in self.graphs.gradients.values():
+            binding.bind_cpu_input(out, mean[out])
+        binding.bind_cpu_input("learning_rate", np.array(lr, np.float32))
+        binding.bind_cpu_input("iteration", np.array(step + 1, np.float32))
+        for key, out in self.graphs.applied.items():
+            binding.bind_ortvalue_output(out, self._spare[key])
+        update.session.run_with_iobinding(binding)
+        self._swap(self.graphs.applied)
+        stats = [total[f"metric{i}_{j}"].reshape(-1) for i, sizes in enumerate(self.graphs.stat_sizes)
+                 for j in range(len(sizes))]
+        return float(total["loss"]) / size, np.concatenate(stats) if stats else np.zeros(0)
 
     def evaluate(self, xs, ys, sample_weight) -> tuple[float, np.ndarray]:
         session = self.eval_session
         binding = session.session.io_binding()
-        self._bind_common(binding, session, xs, ys, sample_weight)
+        self._bind_common(binding, session, xs, ys, sample_weight, len(sample_weight))
         for name in session.outputs:
             binding.bind_output(name, "cpu")
         session.session.run_with_iobinding(binding)

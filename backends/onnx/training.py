@@ -4,7 +4,8 @@ gradients (autograd.py), gradient clipping, the optimizer's update and weight co
 Inputs: the batch, per-sample weights, the batch size, the learning rate, the step count,
 dropout masks, and every parameter and optimizer slot. Outputs: the loss, the metrics'
 statistics and the next value of every parameter and slot. The host only feeds batches and
-swaps state buffers; parameters never leave the device between steps.
+swaps state buffers; parameters never leave the device between steps. Data-parallel replicas
+take the step as two graphs instead (`split`), averaging gradients between them.
 """
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class StepGraphs:
     x_names: list[str] = field(default_factory=list)
     y_names: list[str] = field(default_factory=list)
     rnn_states: dict[str, int] = field(default_factory=dict)  # stateful layers' carried states -> units
+    # split steps only: the optimizer-update graph, the train graph's gradient output of each trainable
+    # parameter, and the update graph's output with the next value of each parameter and slot
+    update: onnx.ModelProto | None = None
+    gradients: dict[str, str] = field(default_factory=dict)
+    applied: dict[str, str] = field(default_factory=dict)
 
 
 def param_name(layer: str, index: int, weight: str) -> str:
@@ -122,8 +128,10 @@ def _logits(y: Var) -> Var | None:
     return None
 
 
-def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int, ...], str]], opset: int = DEFAULT_OPSET) -> StepGraphs:
-    """`targets`: the (per-sample shape, dtype) of each target array, in output order."""
+def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int, ...], str]], opset: int = DEFAULT_OPSET,
+          split: bool = False) -> StepGraphs:
+    """`targets`: the (per-sample shape, dtype) of each target array, in output order. `split`: the step as
+    two graphs, gradients and then the optimizer's update (StepGraphs.update), for data-parallel replicas."""
     model = analysis.model
     if config.loss is None:
         raise SpecError("no loss: give one in the spec's train section or with --loss")
@@ -186,22 +194,60 @@ def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int
     evaluate = to_onnx(eval_graph, eval_outputs, opset, f"{model.name}_evaluate")
     stat_sizes = _stat_sizes(metrics, eval_outputs)
 
-    # ---- the training graph
+    # ---- the training graph: one step, or (split) a gradient graph and an optimizer-update graph, between
+    # which data-parallel replicas average their gradients
     graph, outputs, ctx, param_vars = graph_for(training=True)
-    optimizer = config.optimizer
-    lr = graph.input("learning_rate", (), "float32")
-    t = graph.input("iteration", (), "float32")  # 1-based
     trainable = [p for p in params if p.trainable]
-    updates: dict[str, str] = {}
-    slots: dict[str, np.ndarray] = {}
-    new_values: dict[str, Var] = {}
     with graph.scope("gradients"):
         grads = grad(graph, outputs["loss"], [param_vars[p.name] for p in trainable])
+    present = [(p, g) for p, g in zip(trainable, grads) if g is not None]
+    train_outputs = dict(outputs)
+    update_graph = Graph() if split else graph
+    if split:
+        param_vars = {p.name: update_graph.input(p.name, p.shape, "float32") for p, _ in present}
+        for p, g in present:
+            train_outputs[gradient_name(p.name)] = g
+        grads_in = [update_graph.input(gradient_name(p.name), p.shape, "float32") for p, _ in present]
+    else:
+        grads_in = [g for _, g in present]
+    new_values, slots = _optimizer_update(update_graph, config.optimizer, [p for p, _ in present], grads_in,
+                                          param_vars, specs)
+    carried: dict[str, Var] = {}  # what the gradient graph itself gives: moving statistics, recurrent states
+    for (layer, weight), v in ctx.updates.items():
+        p = next(p for p in params if p.layer == layer and p.name.endswith(":" + weight))
+        carried[p.name] = v
+    carried.update(ctx.carried)
+    updates = {key: f"next:{key}" for key in carried}
+    train_outputs.update({f"next:{key}": v for key, v in carried.items()})
+    applied = {key: f"next:{key}" for key in new_values}
+    update = None
+    if split:
+        update = to_onnx(update_graph, {applied[k]: v for k, v in new_values.items()}, opset, f"{model.name}_update")
+    else:
+        updates.update(applied)
+        train_outputs.update({applied[k]: v for k, v in new_values.items()})
+    train = to_onnx(graph, train_outputs, opset, f"{model.name}_train")
+    return StepGraphs(train, evaluate, params, slots, ctx.dropout, metrics, stat_sizes, updates,
+                      [i.name for i in model.inputs], [f"y{i}" for i in range(len(targets))], ctx.states,
+                      update=update, gradients={p.name: gradient_name(p.name) for p, _ in present} if split else {},
+                      applied=applied if split else {})
+
+
+def gradient_name(param: str) -> str:
+    return f"grad:{param}"
+
+
+def _optimizer_update(graph: Graph, optimizer, params: list[Param], grads: list[Var], param_vars: dict[str, Var],
+                      specs: dict) -> tuple[dict[str, Var], dict[str, np.ndarray]]:
+    """The optimizer's step in `graph`: the next value of each parameter and slot, and the slots' initial values."""
+    lr = graph.input("learning_rate", (), "float32")
+    t = graph.input("iteration", (), "float32")  # 1-based
+    slots: dict[str, np.ndarray] = {}
+    new_values: dict[str, Var] = {}
     with graph.scope("optimizer"):
-        present = [(p, g) for p, g in zip(trainable, grads) if g is not None]
-        clipped = opt.clip_gradients(optimizer, [g for _, g in present])
+        clipped = opt.clip_gradients(optimizer, grads)
         shared_in = {k: graph.input(f"optimizer#{k}", (), "float32") for k in opt.global_slots(optimizer)}
-        for (p, _), g in zip(present, clipped):
+        for p, g in zip(params, clipped):
             slot_vars = {}
             for s in opt.slot_names(optimizer):
                 key = slot_name(p.name, s)
@@ -214,17 +260,7 @@ def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int
         for k, v in opt.update_shared(optimizer, shared_in, t).items():
             slots[f"optimizer#{k}"] = np.float32(opt.global_slots(optimizer)[k])
             new_values[f"optimizer#{k}"] = v
-    for (layer, weight), v in ctx.updates.items():
-        p = next(p for p in params if p.layer == layer and p.name.endswith(":" + weight))
-        new_values[p.name] = v
-    new_values.update(ctx.carried)
-    train_outputs = dict(outputs)
-    for key, v in new_values.items():
-        updates[key] = f"next:{key}"
-        train_outputs[f"next:{key}"] = v
-    train = to_onnx(graph, train_outputs, opset, f"{model.name}_train")
-    return StepGraphs(train, evaluate, params, slots, ctx.dropout, metrics, stat_sizes, updates,
-                      [i.name for i in model.inputs], [f"y{i}" for i in range(len(targets))], ctx.states)
+    return new_values, slots
 
 
 def _is_sparse(target: tuple[tuple[int, ...], str], output_shape) -> bool:

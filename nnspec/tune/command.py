@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stops poor trials early from their per-epoch objective (default: median)")
     p.add_argument("--jobs", type=_positive(int), default=1, metavar="K",
                    help="trials at once, each in its own process with cores / K threads (default: 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="local: the --jobs workers are "
+                   "processes here (default); ray: they are Ray tasks anywhere in a Ray cluster (the [ray] extra)")
+    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the cluster to join ('auto': the one "
+                   "`ray start` runs here; default: a Ray started for this run alone)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage that every worker shares, e.g. "
                    "postgresql://user:password@host/db for many machines (default: a SQLite file in the output folder)")
     p.add_argument("--study", metavar="NAME", help="the study's name (default: the spec's file name); "
@@ -78,16 +82,26 @@ def tune(args: argparse.Namespace) -> int:
     from .report import write_report
     from .study import counted, open_study, quiet, shown
 
+    if args.address and args.backend != "ray":
+        raise SpecError("--address joins a Ray cluster: give --backend ray with it", TOOL)
+    if args.backend == "ray":  # before the output folder is made: a missing extra leaves nothing behind
+        from ..distributed.cluster import ray_module
+
+        ray_module(TOOL)
     spec = load(args.spec)
     settings = settings_from(args, spec)
     quiet()
     objective = Objective(settings, spec)
     study = open_study(settings, objective.space)
     print(f"study '{settings.study}' in {shown(settings.storage)}: {counted(study)} of {settings.trials} trials; "
-          f"{settings.jobs} worker(s), {settings.sampler} sampler, {settings.pruner} pruner", flush=True)
+          f"{settings.jobs} {'Ray task' if args.backend == 'ray' else 'worker'}(s), {settings.sampler} sampler, {settings.pruner} pruner", flush=True)
     stopped: list[str] = []  # workers that did not end well
     try:
-        if settings.jobs == 1:
+        if args.backend == "ray":
+            from ..distributed import tune as ray_tune
+
+            stopped = ray_tune.run(settings, args.address)
+        elif settings.jobs == 1:
             workers.optimize(study, objective, settings)
         else:
             stopped = workers.run(settings)

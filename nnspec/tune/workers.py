@@ -46,6 +46,11 @@ def run(settings: Settings) -> list[str]:
 
 
 def _worker(settings: Settings, threads: int) -> None:
+    sys.exit(serve(settings, threads))
+
+
+def serve(settings: Settings, threads: int) -> int:
+    """One worker's whole life, in a process of its own or a Ray task; returns its exit code."""
     os.environ[THREADS_ENV] = str(threads)
     quiet()
     try:
@@ -53,6 +58,7 @@ def _worker(settings: Settings, threads: int) -> None:
         optimize(open_study(settings, objective.space), objective, settings)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
+    return 0
