@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
     p.add_argument("--no-plot", action="store_true", help="do not draw the history picture beside the history JSON")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="data-parallel replicas, each on its shard "
+                   "of every batch, gradients averaged through MPI (the [ray] extra; default: 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where --workers run: processes here (default), or Ray actors in a Ray cluster")
+    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join ('auto': the one "
+                   "`ray start` runs here; default: a Ray started for this run alone)")
     _weight_options(p)
 
     p = sub.add_parser("tune", help="search a spec's hyperparameters with Optuna (the [tune] extra)")
@@ -249,6 +255,16 @@ def _train(args) -> int:
     from .train.run import configure, load_data, save_results, train, trainable
     from .weights import load_weights
 
+    replicas = getattr(args, "replicas", None)  # set in each replica of a --workers run
+    if replicas is None:
+        problem = _distributed_flags(args)
+        if problem:
+            return _fail(problem)
+        if args.workers > 1:
+            from .distributed.training import launch
+
+            return launch(args)
+
     model = trainable(args.model)
     spec, weights = model.spec, model.weights
     for note in model.notes:
@@ -278,11 +294,23 @@ def _train(args) -> int:
     if model.optimizer_weights and not args.weights and not args.optimizer:  # same optimizer: go on from its state
         keras_optimizer = (model.optimizer_weights, model.keras_version)
     run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
-                resume=args.resume, verbose=config.verbose, keras_optimizer=keras_optimizer)
+                resume=args.resume, verbose=config.verbose, keras_optimizer=keras_optimizer, replicas=replicas)
+    if replicas is not None and replicas.rank:  # replica 0 writes what the run leaves behind
+        return EXIT_OK
     written = save_results(spec, run, output, history, plot=not args.no_plot)
     if config.verbose:
         print(f"wrote {', '.join(str(p) for p in written)}")
     return EXIT_OK
+
+
+def _distributed_flags(args) -> str | None:
+    if args.workers < 1:
+        return f"--workers takes a positive number, not {args.workers}"
+    if args.address and args.backend != "ray":
+        return "--address joins a Ray cluster: give --backend ray with it"
+    if args.backend == "ray" and args.workers == 1:
+        return "--backend ray runs --workers replicas: give --workers 2 or more"
+    return None
 
 
 def _image_validation(source, spec_dir, spec, data, skip_bad: bool):

@@ -3,6 +3,7 @@ data from disk, the compiled step, the loop, and everything a run leaves behind.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..ir.training import TrainConfig
 from ..limits import check_memory
 from ..loader import Spec, dump_json
 from ..weights import Weights, initial_weights, save_weights
+from . import checkpoint
 from .batches import PREFETCH
 from .loop import History, Trainer
 
@@ -93,7 +95,9 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
           weights: Weights | None = None, *, device: str = "auto", seed: int = 0,
           checkpoint_dir: Path | None = None, resume: bool = False, verbose: int = 1,
           base_dir: Path = Path("."), prefetch: int = PREFETCH, callbacks: tuple = (),
-          keras_optimizer: tuple[dict, str] | None = None) -> Run:
+          keras_optimizer: tuple[dict, str] | None = None, replicas=None) -> Run:
+    """`replicas`: this run is one of several data-parallel replicas (nnspec.distributed.training); replica 0
+    writes the checkpoints, the others keep theirs (and their callbacks' files) in their scratch folder."""
     from ..backends.onnx.step import OnnxStep
     from ..backends.onnx.training import build
 
@@ -117,11 +121,17 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
     check_memory(spec.analysis.total, TRAINING_COPIES, "training")
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
     targets = [(s.shape, str(s.dtype)) for s in train_data.y_samples()]
-    graphs = build(spec.analysis, config, targets)
+    graphs = build(spec.analysis, config, targets, split=replicas is not None)
+    if graphs.rnn_states and replicas is not None:
+        raise SpecError("stateful recurrent layers carry their state from batch to batch: train them without --workers")
     if graphs.rnn_states and len(train_data) % config.batch_size:
         raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
                         f"are not a multiple of batch_size {config.batch_size}")
-    step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0, batch_size=config.batch_size)
+    step = OnnxStep(graphs, weights, device=device, seed=seed, notice=verbose > 0, batch_size=config.batch_size,
+                    replicas=replicas)
+    if replicas is not None and replicas.rank:
+        base_dir = replicas.scratch
+        checkpoint_dir = _replica_checkpoints(base_dir, checkpoint_dir, resume)
     iterations = _keras_optimizer_state(step, graphs, config, keras_optimizer, verbose) if keras_optimizer else 0
     if checkpoint_dir is not None:  # the folder itself appears with the first checkpoint
         from .checkpoint import clear_temporaries
@@ -133,6 +143,17 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
     trainer.global_step = iterations  # Keras's step count: bias corrections and schedules go on from it
     history = trainer.fit(train_data, validation, resume=resume)
     return Run(step, trainer, history, step.weights(), train_data.classes)
+
+
+def _replica_checkpoints(scratch: Path, checkpoint_dir: Path | None, resume: bool) -> Path | None:
+    """A replica's own checkpoint folder, holding a copy of the run's checkpoint to resume from."""
+    if checkpoint_dir is None:
+        return None
+    folder = scratch / "checkpoint"
+    folder.mkdir(exist_ok=True)
+    if resume and (checkpoint_dir / checkpoint.FILENAME).exists():
+        shutil.copy(checkpoint_dir / checkpoint.FILENAME, folder / checkpoint.FILENAME)
+    return folder
 
 
 def _keras_optimizer_state(step, graphs, config: TrainConfig, keras_optimizer: tuple[dict, str], verbose: int) -> int:
