@@ -109,6 +109,20 @@ def _check_values(array: np.ndarray, path: str) -> None:
         raise SpecError(f"sample {found[0]} {found[1]}", path)
 
 
+def fit_inputs(arrays: list[np.ndarray], inputs: list) -> list[np.ndarray]:
+    """Arrays shaped and typed as the model's `inputs` take them: a missing channel axis added, a row of
+    flattened features (a table's) reshaped in C order, cast to the input's dtype."""
+    fitted = []
+    for x, info in zip(arrays, inputs):
+        want = tuple(info.shape[1:])
+        if x.shape[1:] + (1,) == want:
+            x = x[..., None]
+        elif x.ndim == 2 and len(want) > 1 and None not in want and math.prod(want) == x.shape[1]:
+            x = x.reshape(len(x), *want)
+        fitted.append(x.astype(info.dtype, copy=False))
+    return fitted
+
+
 def check_output(path: str | Path, count: int) -> None:
     """.npy holds one output; .npz (keys: the output names) any number."""
     suffix = Path(path).suffix.lower()

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "predicted labels (and the true ones when the input has y) into a picture")
     p.add_argument("--show-file", metavar="OUT.png", default="predictions.png",
                    help="where --show draws (default: predictions.png; .svg and .pdf work too)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="ray: -i is a folder of .npy, "
+                   ".npz, Parquet or image files predicted as a Ray Dataset by a pool of actors; -o a folder of parts")
+    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join ('auto': the one "
+                   "`ray start` runs here; default: a Ray started for this run alone)")
+    p.add_argument("--workers", type=int, metavar="K", help="with --backend ray: actors in the pool (default: one "
+                   "per GPU, else per CPU, at most one per part)")
     _weight_options(p)
 
     p = sub.add_parser("plot", help="draw a training history (history.json) or a model's network (any format)")
@@ -440,6 +446,10 @@ def _predict(args) -> int:
 
     if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
         return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
+    if args.backend == "ray" or args.address or args.workers is not None:
+        from .distributed.predict import run
+
+        return run(args)
     if args.show is not None and args.show < 1:
         return _fail(f"--show takes a positive number of images, not {args.show}")
     true = classes = None
@@ -550,6 +560,7 @@ def _source_inputs(text: str, model, classes):
     """Inputs (and targets, classes) from a data source: an image or MNIST folder, .h5, a built-in set."""
     import numpy as np
 
+    from .arrays import fit_inputs
     from .data import Sample, load_path
 
     shapes = [Sample(tuple(i.shape[1:]), i.dtype) for i in model.inputs]
@@ -557,13 +568,7 @@ def _source_inputs(text: str, model, classes):
     data = load_path(text, train.data if train is not None else None, inputs=shapes, classes=classes)
     data.check()
     xs, ys = data.batch(np.arange(len(data)))
-    fitted = []
-    for x, info in zip(xs, model.inputs):
-        want = tuple(info.shape[1:])
-        if x.shape[1:] + (1,) == want:
-            x = x[..., None]
-        fitted.append(x.astype(info.dtype, copy=False))
-    return fitted, (ys[0] if ys else None), classes or data.classes
+    return fit_inputs(xs, model.inputs), (ys[0] if ys else None), classes or data.classes
 
 
 def _npz_targets(path: str):
