@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import fit_inputs, read_inputs, write_outputs
-from ..atomic import write_bytes, write_text
+from ..atomic import write_text
 from ..errors import SpecError
 from .cluster import connect, task_cpus
 
@@ -72,15 +72,11 @@ def predict(model, folder: str, output: str, *, batch_size: int, device: str, ad
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        model_file = staging / ".model.onnx"
-        write_bytes(model_file, model.onnx.SerializeToString())
         table = ray.data.from_items([{"part": i, **p} for i, p in enumerate(parts)], override_num_blocks=len(parts))
         done = table.map_batches(
             PartPredictor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=size), num_cpus=cpus,
             num_gpus=1 if gpus else 0,
-            # the actors read the model from the output's folder, which they reach anyway (constructor
-            # arguments as large as a model would go through the object store, and a lost actor could not restart)
-            fn_constructor_kwargs={"model": str(model_file), "images": images,
+            fn_constructor_kwargs={"model": model.onnx.SerializeToString(), "images": images,
                                    "device": device, "batch_size": batch_size, "folder": str(staging),
                                    "threads": cpus})
         try:
@@ -89,7 +85,6 @@ def predict(model, folder: str, output: str, *, batch_size: int, device: str, ad
             raise _user_error(exc) from None
         index = sorted(rows, key=lambda row: row["part"])
         index = [{"file": str(r["file"]), "input": str(r["input"]), "rows": int(r["rows"])} for r in index]
-        model_file.unlink()
         write_text(staging / INDEX, json.dumps({"outputs": model.output_names, "parts": index}, indent=2) + "\n")
         if out.exists():
             out.rmdir()
@@ -145,7 +140,7 @@ def _images(model, folder: Path):
 class PartPredictor:
     """An actor of the pool: one session, kept for every part it predicts."""
 
-    def __init__(self, model: str, images, device: str, batch_size: int, folder: str, threads: int):
+    def __init__(self, model: bytes, images, device: str, batch_size: int, folder: str, threads: int):
         import os
 
         import onnx
@@ -154,7 +149,7 @@ class PartPredictor:
         from ..backends.onnx.runtime import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(threads)
-        self.model = Model(onnx.load(model), device=device)
+        self.model = Model(onnx.load_from_string(model), device=device)
         self.batch_size, self.folder = batch_size, Path(folder)
         self.images = images  # an image folder's file list (nnspec.data), or None
 
