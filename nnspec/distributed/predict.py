@@ -68,7 +68,7 @@ def predict(model, folder: str, output: str, *, batch_size: int, device: str, ad
     try:
         import ray.data
 
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its plans and timings are not the user's
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its plans, timings and tracebacks are not the user's
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
@@ -81,9 +81,13 @@ def predict(model, folder: str, output: str, *, batch_size: int, device: str, ad
                                    "threads": cpus})
         try:
             rows = done.take_all()
-        except Exception as exc:  # an actor's error, wrapped by Ray Data
-            raise _user_error(exc) from None
+        except Exception as exc:  # not the input's fault: an actor died, or a bug
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise SpecError(f"an actor failed: {lines[-1] if lines else type(exc).__name__}", TOOL) from None
         index = sorted(rows, key=lambda row: row["part"])
+        failed = next((row["error"] for row in index if row["error"]), None)
+        if failed:
+            raise SpecError(str(failed), TOOL)
         index = [{"file": str(r["file"]), "input": str(r["input"]), "rows": int(r["rows"])} for r in index]
         write_text(staging / INDEX, json.dumps({"outputs": model.output_names, "parts": index}, indent=2) + "\n")
         if out.exists():
@@ -108,21 +112,6 @@ def _parts(folder: Path, images) -> list[dict[str, Any]]:
     bounds = [(i, min(i + IMAGES_PER_PART, len(images))) for i in range(0, len(images), IMAGES_PER_PART)]
     return [{"input": f"{Path(images.files[a]).name}..{Path(images.files[b - 1]).name}", "path": "",
              "start": a, "stop": b} for a, b in bounds]
-
-
-def _user_error(exc: BaseException) -> SpecError:
-    """The SpecError (or the first line of whatever else) that an actor raised."""
-    from ..api import InputError
-
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, SpecError):
-            return seen
-        if isinstance(seen, InputError):
-            return SpecError(str(seen), TOOL)
-        seen = seen.__cause__ or seen.__context__
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return SpecError(f"an actor failed: {lines[-1] if lines else type(exc).__name__}", TOOL)
 
 
 def _images(model, folder: Path):
@@ -154,13 +143,20 @@ class PartPredictor:
         self.images = images  # an image folder's file list (nnspec.data), or None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..api import InputError
+        from ..data import DataError
+
         part = int(batch["part"][0])
-        inputs = self._read(Path(str(batch["path"][0])), int(batch["start"][0]), int(batch["stop"][0]))
-        outputs = self.model.predict(inputs, batch_size=self.batch_size)
+        try:
+            inputs = self._read(Path(str(batch["path"][0])), int(batch["start"][0]), int(batch["stop"][0]))
+            outputs = self.model.predict(inputs, batch_size=self.batch_size)
+        except (SpecError, InputError, DataError) as exc:  # returned, not raised: Ray's wrapping loses its type
+            return {"part": [part], "file": [""], "input": batch["input"], "rows": [0],
+                    "error": [f"{batch['path'][0] or batch['input'][0]}: {exc}"]}
         outputs = dict(zip(self.model.output_names, outputs if isinstance(outputs, list) else [outputs]))
         name = f"part-{part:05d}" + (".npy" if len(outputs) == 1 else ".npz")
         write_outputs(self.folder / name, outputs)
-        return {"part": [part], "file": [name], "input": batch["input"], "rows": [len(inputs[0])]}
+        return {"part": [part], "file": [name], "input": batch["input"], "rows": [len(inputs[0])], "error": [""]}
 
     def _read(self, path: Path, start: int, stop: int) -> list[np.ndarray]:
         if self.images is not None:

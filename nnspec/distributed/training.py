@@ -6,7 +6,6 @@ Replicas are processes here, or (--backend ray) Ray actors anywhere in a Ray clu
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import multiprocessing
 import os
 import sys
@@ -24,8 +23,10 @@ TOOL = "nnspec train"
 
 def launch(args: argparse.Namespace) -> int:
     """Run the replicas until they end; the exit code of the first that failed, else 0."""
-    if importlib.util.find_spec("mpi4py") is None:
-        raise SpecError(f"--workers {args.workers} needs mpi4py: {EXTRA}", TOOL)
+    try:
+        import mpi4py  # noqa: F401  (the package only: its MPI module starts MPI, which the replicas do)
+    except ImportError:
+        raise SpecError(f"--workers {args.workers} needs mpi4py: {EXTRA}", TOOL) from None
     if args.backend == "ray":
         return _on_ray(args)
     return _here(args)
