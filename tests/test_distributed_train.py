@@ -120,13 +120,22 @@ def test_batch_normalization_uses_each_replicas_own_batch_statistics(tmp_path):
     assert differs  # the statistics of half batches are not those of whole ones
 
 
-def test_distributed_flags_are_checked_and_a_missing_mpi4py_names_the_extra(tmp_path, capsys):
+def test_distributed_flags_are_checked_and_a_missing_mpi4py_names_the_extra(tmp_path, capfd):
     assert main(["train", SPEC, "--workers", "0"]) == 2
-    assert "--workers takes a positive number, not 0" in capsys.readouterr().err
+    assert "--workers takes a positive number, not 0" in capfd.readouterr().err
     assert main(["train", SPEC, "--backend", "ray"]) == 2
-    assert "--backend ray runs --workers replicas: give --workers 2 or more" in capsys.readouterr().err
+    assert "--backend ray runs --workers replicas: give --workers 2 or more" in capfd.readouterr().err
     assert main(["train", SPEC, "--address", "auto", "--workers", "2"]) == 2
-    assert "--address joins a Ray cluster: give --backend ray with it" in capsys.readouterr().err
+    assert "--address joins a Ray cluster: give --backend ray with it" in capfd.readouterr().err
+    (tmp_path / "bn.nn").write_text(BN_SPEC)
+    np.savez(tmp_path / "d.npz", x=np.zeros((33, 6), np.float32), y=np.zeros((33, 1), np.float32))
+    assert main(["train", str(tmp_path / "bn.nn"), "--data", str(tmp_path / "d.npz"), "--workers", "2",
+                 "-o", str(tmp_path / "out" / "m.onnx")]) == 2
+    assert "--workers 2: every batch needs a sample per replica, but batch_size 32 over 33 training samples " \
+           "leaves a batch of 1" in capfd.readouterr().err
+    assert not (tmp_path / "out").exists()
+    tmp_path = tmp_path / "shim"
+    tmp_path.mkdir()
     shim = "import sys; sys.modules['mpi4py'] = None; from nnspec.cli import main; sys.exit(main(sys.argv[1:]))"
     done = subprocess.run([sys.executable, "-c", shim, "train", SPEC, "--workers", "2", "-o", str(tmp_path / "m.onnx")],
                           capture_output=True, text=True, timeout=120)

@@ -122,8 +122,8 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
     weights = weights if weights is not None else initial_weights(spec.analysis, seed)
     targets = [(s.shape, str(s.dtype)) for s in train_data.y_samples()]
     graphs = build(spec.analysis, config, targets, split=replicas is not None)
-    if graphs.rnn_states and replicas is not None:
-        raise SpecError("stateful recurrent layers carry their state from batch to batch: train them without --workers")
+    if replicas is not None:
+        _check_shards(len(train_data), config.batch_size, replicas.size, bool(graphs.rnn_states))
     if graphs.rnn_states and len(train_data) % config.batch_size:
         raise SpecError(f"stateful recurrent layers need every batch full: {len(train_data)} training samples "
                         f"are not a multiple of batch_size {config.batch_size}")
@@ -143,6 +143,16 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
     trainer.global_step = iterations  # Keras's step count: bias corrections and schedules go on from it
     history = trainer.fit(train_data, validation, resume=resume)
     return Run(step, trainer, history, step.weights(), train_data.classes)
+
+
+def _check_shards(samples: int, batch_size: int, replicas: int, stateful: bool) -> None:
+    """Every replica needs a sample of every batch (a shard's loss and statistics are never empty)."""
+    if stateful:
+        raise SpecError("stateful recurrent layers carry their state from batch to batch: train them without --workers")
+    last = samples % batch_size or batch_size
+    if min(batch_size, last, samples) < replicas:
+        raise SpecError(f"--workers {replicas}: every batch needs a sample per replica, but batch_size {batch_size} "
+                        f"over {samples} training samples leaves a batch of {min(batch_size, last, samples)}")
 
 
 def _replica_checkpoints(scratch: Path, checkpoint_dir: Path | None, resume: bool) -> Path | None:
