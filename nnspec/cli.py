@@ -27,6 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .distributed.cluster import add_arguments as ray_arguments
+
     parser = _Parser(prog="nnspec", description="Describe a neural network once: check, summarize, format, "
                      "compile to ONNX, train, convert.")
     parser.add_argument("--version", action="version", version=f"nnspec {__version__}")
@@ -88,10 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "predicted labels (and the true ones when the input has y) into a picture")
     p.add_argument("--show-file", metavar="OUT.png", default="predictions.png",
                    help="where --show draws (default: predictions.png; .svg and .pdf work too)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local", help="ray: -i is a folder of .npy, "
-                   ".npz, Parquet or image files predicted as a Ray Dataset by a pool of actors; -o a folder of parts")
-    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join ('auto': the one "
-                   "`ray start` runs here; default: a Ray started for this run alone)")
+    ray_arguments(p, "-i is a folder of .npy, .npz, Parquet or image files predicted as a Ray Dataset by a pool "
+                  "of actors; -o a folder of parts")
     p.add_argument("--workers", type=int, metavar="K", help="with --backend ray: actors in the pool (default: one "
                    "per GPU, else per CPU, at most one per part)")
     _weight_options(p)
@@ -128,10 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="do not draw the history picture beside the history JSON")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="data-parallel replicas, each on its shard "
                    "of every batch, gradients averaged through MPI (the [ray] extra; default: 1)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where --workers run: processes here (default), or Ray actors in a Ray cluster")
-    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join ('auto': the one "
-                   "`ray start` runs here; default: a Ray started for this run alone)")
+    ray_arguments(p, "the --workers replicas are Ray actors in a Ray cluster")
     _weight_options(p)
 
     p = sub.add_parser("tune", help="search a spec's hyperparameters with Optuna (the [tune] extra)")
@@ -310,10 +307,11 @@ def _train(args) -> int:
 
 
 def _distributed_flags(args) -> str | None:
+    from .distributed.cluster import check_address
+
+    check_address(args, "nnspec train")
     if args.workers < 1:
         return f"--workers takes a positive number, not {args.workers}"
-    if args.address and args.backend != "ray":
-        return "--address joins a Ray cluster: give --backend ray with it"
     if args.backend == "ray" and args.workers == 1:
         return "--backend ray runs --workers replicas: give --workers 2 or more"
     return None

@@ -2,12 +2,26 @@
 that answers nothing is a one-line error naming the fix."""
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import Any
 
 from ..errors import SpecError
 
 EXTRA = "pip install 'nnspec[ray]'"
+
+
+def add_arguments(p: argparse.ArgumentParser, ray_help: str) -> None:
+    """--backend and --address, as every command that runs on Ray takes them."""
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help=f"local: on this machine (default); ray: {ray_help} (the [ray] extra)")
+    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join ('auto': the one "
+                   "`ray start` runs here; default: a Ray started for this command alone)")
+
+
+def check_address(args: argparse.Namespace, tool: str) -> None:
+    if args.address and args.backend != "ray":
+        raise SpecError("--address joins a Ray cluster: give --backend ray with it", tool)
 
 
 def ray_module(tool: str) -> Any:

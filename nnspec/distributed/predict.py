@@ -33,10 +33,11 @@ def run(args) -> int:
     """The command: checks its flags, loads the model, predicts, says what it wrote."""
     from ..api import InputError, load
     from ..backends.onnx.runtime import DeviceError
-    from .cluster import ray_module
+    from .cluster import check_address, ray_module
 
+    check_address(args, TOOL)
     if args.backend != "ray":
-        raise SpecError("--address and --workers are for --backend ray", TOOL)
+        raise SpecError("--workers sizes the actor pool of --backend ray", TOOL)
     if not args.output or args.show:
         raise SpecError("--backend ray writes its predictions to the folder -o OUT (and draws no --show)", TOOL)
     if args.workers is not None and args.workers < 1:

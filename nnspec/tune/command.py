@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..distributed.cluster import add_arguments as ray_arguments
+
     p.add_argument("spec", metavar="SPEC", help=".nn spec with a search space")
     p.add_argument("--trials", type=_positive(int), metavar="N", help="the study's total of complete and pruned "
                    "trials, across workers and runs (default: 20; with --sampler grid, every point)")
@@ -23,10 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stops poor trials early from their per-epoch objective (default: median)")
     p.add_argument("--jobs", type=_positive(int), default=1, metavar="K",
                    help="trials at once, each in its own process with cores / K threads (default: 1)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local", help="local: the --jobs workers are "
-                   "processes here (default); ray: they are Ray tasks anywhere in a Ray cluster (the [ray] extra)")
-    p.add_argument("--address", metavar="ADDR", help="with --backend ray: the cluster to join ('auto': the one "
-                   "`ray start` runs here; default: a Ray started for this run alone)")
+    ray_arguments(p, "the --jobs workers are Ray tasks anywhere in a Ray cluster")
     p.add_argument("--storage", metavar="URL", help="Optuna storage that every worker shares, e.g. "
                    "postgresql://user:password@host/db for many machines (default: a SQLite file in the output folder)")
     p.add_argument("--study", metavar="NAME", help="the study's name (default: the spec's file name); "
@@ -82,19 +81,19 @@ def tune(args: argparse.Namespace) -> int:
     from .report import write_report
     from .study import counted, open_study, quiet, shown
 
-    if args.address and args.backend != "ray":
-        raise SpecError("--address joins a Ray cluster: give --backend ray with it", TOOL)
-    if args.backend == "ray":  # before the output folder is made: a missing extra leaves nothing behind
-        from ..distributed.cluster import ray_module
+    from ..distributed.cluster import check_address, ray_module
 
+    check_address(args, TOOL)
+    if args.backend == "ray":  # before the output folder is made: a missing extra leaves nothing behind
         ray_module(TOOL)
     spec = load(args.spec)
     settings = settings_from(args, spec)
     quiet()
     objective = Objective(settings, spec)
     study = open_study(settings, objective.space)
+    kind = "Ray task" if args.backend == "ray" else "worker"
     print(f"study '{settings.study}' in {shown(settings.storage)}: {counted(study)} of {settings.trials} trials; "
-          f"{settings.jobs} {'Ray task' if args.backend == 'ray' else 'worker'}(s), {settings.sampler} sampler, {settings.pruner} pruner", flush=True)
+          f"{settings.jobs} {kind}(s), {settings.sampler} sampler, {settings.pruner} pruner", flush=True)
     stopped: list[str] = []  # workers that did not end well
     try:
         if args.backend == "ray":
