@@ -124,14 +124,12 @@ def _on_ray(args: argparse.Namespace) -> int:
     actors = [actor.remote() for _ in range(args.workers)]
     port = ray.get(actors[0].open_port.remote())
     pending = [a.run.remote(rank, port) for rank, a in enumerate(actors)]
-    try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            code = ray.get(done[0])
-            if code:
-                return code
-        return 0
-    finally:
-        for a in actors:
-            ray.kill(a)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        code = ray.get(done[0])
+        if code:  # the others wait for it in a collective forever
+            for a in actors:
+                ray.kill(a)
+            return code
+    return 0
 
