@@ -126,10 +126,18 @@ def _on_ray(args: argparse.Namespace) -> int:
     pending = [a.run.remote(rank, port) for rank, a in enumerate(actors)]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
-        code = ray.get(done[0])
+        try:
+            code = ray.get(done[0])
+        except ray.exceptions.RayError as exc:  # its actor died (its node lost, out of memory, killed)
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            code, failure = 1, SpecError(f"a replica failed: {lines[-1] if lines else type(exc).__name__}", TOOL)
+        else:
+            failure = None
         if code:  # the others wait for it in a collective forever
             for a in actors:
                 ray.kill(a)
+            if failure is not None:
+                raise failure
             return code
     return 0
 
