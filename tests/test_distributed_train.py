@@ -141,4 +141,9 @@ def test_distributed_flags_are_checked_and_a_missing_mpi4py_names_the_extra(tmp_
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (2, "nnspec train: error: --workers 2 needs mpi4py: "
                                                  "pip install 'nnspec[ray]'\n")
+    done = subprocess.run([sys.executable, "-c", shim.replace("mpi4py", "ray"), "train", SPEC, "--workers", "2",
+                           "--backend", "ray", "-o", str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stderr) == (2, "nnspec train: error: --backend ray needs Ray: "
+                                                 "pip install 'nnspec[ray]'\n")
     assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
 """`nnspec tune --backend ray`: trials as Ray tasks on the same Optuna study as local workers; a driver
-killed with SIGKILL and the same command run again loses no trial and runs none twice."""
+killed with SIGKILL and the same command run again loses no trial and runs none twice; a local worker then
+goes on with the same study."""
 import csv
 import signal
 import subprocess
@@ -49,6 +50,11 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
     rows = list(csv.DictReader((tmp_path / "r.tune" / "trials.csv").open()))
     assert len(rows) == len(trials) and (tmp_path / "r.best.nn").exists() and (tmp_path / "r.tune" / "best.onnx").exists()
     assert "Ray task" in finished.stdout
+
+    local = run_cli("tune", "r.nn", "--data", "d.npz", "--trials", "4", "--pruner", "none", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr  # the same study goes on with a local worker
+    assert "3 of 4 trials; 1 worker(s)" in local.stdout
+    assert [t.state.name for t in study(tmp_path).trials].count("COMPLETE") == 4
 
 
 def test_the_ray_backend_without_ray_is_a_one_line_error_naming_the_extra(tmp_path):
