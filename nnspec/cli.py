@@ -437,28 +437,21 @@ def _convert(args) -> int:
 def _predict(args) -> int:
     from pathlib import Path
 
-    from .api import InputError, load
+    from .api import InputError
     from .backends.onnx.runtime import DeviceError
     from .arrays import check_output, read_inputs
-    from .convert import model_kind, read
 
     if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
         return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
     if args.backend == "ray" or args.address or args.workers is not None:
         from .distributed.predict import run
 
-        return run(args)
+        return run(args, _predict_model)
     if args.show is not None and args.show < 1:
         return _fail(f"--show takes a positive number of images, not {args.show}")
     true = classes = None
     try:
-        if model_kind(args.model) == "onnx" and not args.layer:  # run as it is, whoever wrote it
-            model = load(args.model, device=args.device)
-        else:
-            source = read(args.model, args.weights, args.seed)
-            spec = _features(source, args.layer) if args.layer else source.spec()
-            model = load(spec, weights={k: v for k, v in source.weights.items() if k in
-                                        {layer.name for layer in spec.model.layers}}, device=args.device)
+        model = _predict_model(args)
         if args.output:
             check_output(args.output, len(model.output_names))
         classes = _model_classes(model, args.model, args.weights)
@@ -528,6 +521,20 @@ def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: li
     what = "class indices" if classes_only else "predictions"
     print(f"wrote {path} ({len(next(iter(outputs.values()))):,} {what})")
     return EXIT_OK
+
+
+def _predict_model(args):
+    """The model to predict with, from a file of any format nnspec reads."""
+    from .api import load
+    from .convert import model_kind, read
+
+    layers = getattr(args, "layer", None)
+    if model_kind(args.model) == "onnx" and not layers:  # run as it is, whoever wrote it
+        return load(args.model, device=args.device)
+    source = read(args.model, args.weights, args.seed)
+    spec = _features(source, layers) if layers else source.spec()
+    kept = {layer.name for layer in spec.model.layers}
+    return load(spec, weights={k: v for k, v in source.weights.items() if k in kept}, device=args.device)
 
 
 def _model_classes(model, path: str, weights: str | None) -> list[str] | None:

@@ -29,9 +29,10 @@ IMAGES_PER_PART = 1000
 INDEX = "index.json"
 
 
-def run(args) -> int:
-    """The command: checks its flags, loads the model, predicts, says what it wrote."""
-    from ..api import InputError, load
+def run(args, load_model) -> int:
+    """The command: checks its flags, loads the model (as local predict does: `load_model(args)`), predicts,
+    says what it wrote."""
+    from ..api import InputError
     from ..backends.onnx.runtime import DeviceError
     from .cluster import check_address, ray_module
 
@@ -44,7 +45,7 @@ def run(args) -> int:
         raise SpecError(f"--workers takes a positive number, not {args.workers}", TOOL)
     ray_module(TOOL)
     try:
-        model = load(args.model, weights=args.weights, seed=args.seed, device=args.device)
+        model = load_model(args)
         index = predict(model, args.input, args.output, batch_size=args.batch_size, device=args.device,
                         address=args.address, workers=args.workers)
     except (InputError, DeviceError) as exc:
