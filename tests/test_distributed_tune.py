@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
     assert driver.returncode == -signal.SIGKILL
     before = {t.number: t for t in study(tmp_path).trials}
     assert any(t.state.name == "RUNNING" for t in before.values())  # cut off in the middle of a trial
+    wait_until_ray_ends_the_tasks_of(driver.pid)
     time.sleep(2.5)  # the heartbeat's grace period
 
     finished = run_cli(*command[3:], cwd=tmp_path)
@@ -55,6 +57,25 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
     assert local.returncode == 0, local.stderr  # the same study goes on with a local worker
     assert "3 of 4 trials; 1 worker(s)" in local.stdout
     assert [t.state.name for t in study(tmp_path).trials].count("COMPLETE") == 4
+
+
+def wait_until_ray_ends_the_tasks_of(pid: int) -> None:
+    """Ray ends a dead driver's tasks once it notices the driver is gone, which on a loaded machine takes a
+    moment; a task still running would keep its trial alive past the resumed command's start. A Ray worker
+    running a task is titled ray::TASK_NAME."""
+    def running() -> bool:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if cmdline.read_bytes().startswith(b"ray::nnspec-tune-worker"):
+                    return True
+            except OSError:  # a process that ended meanwhile
+                continue
+        return False
+
+    deadline = time.time() + 60
+    while running():
+        assert time.time() < deadline, f"Ray still runs the tasks of the killed driver {pid} after 60 s"
+        time.sleep(0.2)
 
 
 def test_the_ray_backend_without_ray_is_a_one_line_error_naming_the_extra(tmp_path):
