@@ -218,6 +218,37 @@ def _conv(c, w, x, mask, kv):
     return _act(c, y + (w[1] if len(w) > 1 else 0.0), kv)
 
 
+def _depthwise_conv(c, w, x, mask, kv):
+    """A grouped conv with one group per channel: kernel (*k, C, m) is (*k, 1, C * m)."""
+    k = w[0]
+    return _conv({**c, "groups": x.shape[-1]}, [k.reshape(*k.shape[:-2], 1, -1), *w[1:]], x, mask, kv)
+
+
+def _separable_conv(c, w, x, mask, kv):
+    y = _depthwise_conv({**c, "activation": "linear"}, w[:1], x, mask, kv)
+    return _conv({"padding": "valid", "activation": c.get("activation")}, w[1:], y, mask, kv)
+
+
+def _margins(v, n):
+    """Keras's padding/cropping argument as (before, after) per spatial axis: an int, (before, after)
+    in 1-D, one int per axis, or one pair per axis."""
+    if isinstance(v, int):
+        return [(v, v)] * n
+    if n == 1:
+        return [tuple(v[0]) if isinstance(v[0], (list, tuple)) else tuple(v)]
+    return [tuple(p) if isinstance(p, (list, tuple)) else (p, p) for p in v]
+
+
+def _zero_padding(c, w, x, mask, kv):
+    return np.pad(x, [(0, 0), *_margins(c.get("padding", 1), x.ndim - 2), (0, 0)])
+
+
+def _cropping(c, w, x, mask, kv):
+    n = x.ndim - 2
+    cuts = _margins(c.get("cropping", 1 if n == 1 else 0), n)
+    return x[(slice(None), *(slice(b, x.shape[1 + i] - a) for i, (b, a) in enumerate(cuts)))]
+
+
 def _pool(reduce):
     def pool(c, w, x, mask, kv):
         n = x.ndim - 2
@@ -481,6 +512,10 @@ LAYERS = {
     "Conv1D": _conv,
     "Conv2D": _conv,
     "Conv3D": _conv,
+    **{f"DepthwiseConv{n}D": _depthwise_conv for n in (1, 2)},
+    **{f"SeparableConv{n}D": _separable_conv for n in (1, 2)},
+    **{f"ZeroPadding{n}D": _zero_padding for n in (1, 2, 3)},
+    **{f"Cropping{n}D": _cropping for n in (1, 2, 3)},
     **{f"MaxPooling{n}D": _pool(np.nanmax) for n in (1, 2, 3)},
     **{f"AveragePooling{n}D": _pool(np.nanmean) for n in (1, 2, 3)},
     **{f"GlobalMaxPooling{n}D": _global_pool(np.max) for n in (1, 2, 3)},

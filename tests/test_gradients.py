@@ -114,6 +114,18 @@ def test_conv(params, shape):
           rand(4, seed=4))
 
 
+@pytest.mark.parametrize("group, filters, params, shape", [
+    (2, 4, {"strides": (1, 1), "pads": (1, 0, 1, 2), "dilations": (1, 1)}, (2, 4, 5, 5)),
+    (3, 6, {"strides": (2, 2), "pads": None, "dilations": (1, 1)}, (2, 3, 6, 7)),  # depthwise, multiplier 2
+    (2, 2, {"strides": (1,), "pads": (0, 0), "dilations": (2,)}, (3, 2, 8)),  # depthwise 1-D, dilated
+])
+def test_grouped_conv(group, filters, params, shape):
+    """Data and kernel cotangents of grouped and depthwise convolutions."""
+    kernel = (3,) * (len(shape) - 2)
+    check(lambda x, w, b: P.conv(x, w, b, group=group, **params), rand(*shape),
+          rand(filters, shape[1] // group, *kernel, seed=3), rand(filters, seed=4))
+
+
 @pytest.mark.parametrize("prim", [P.max_pool, P.avg_pool], ids=lambda p: p.name)
 @pytest.mark.parametrize("params", [
     {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)},

@@ -71,6 +71,24 @@ def _cases():
             for keepdims in (False, True):
                 case(f"Global{kind}{rank}D", [{"type": f"Global{kind}{rank}D", "keepdims": keepdims}], (*[5] * rank, 3))
 
+    for kernel, strides, padding, dilation in ((3, 1, "valid", 1), (2, 2, "same", 1), ([3, 2, 2], 1, "same", 2)):
+        case("Conv3D", [{"type": "Conv3D", "filters": 3, "kernel_size": kernel, "strides": strides, "padding": padding,
+                         "dilation_rate": dilation, "activation": "relu"}], (5, 6, 5, 2))
+    for rank in (1, 2):
+        for i, (strides, padding, dilation, multiplier) in enumerate(
+                ((1, "valid", 1, 1), (2, "same", 1, 2), (1, "same", 2, 3), (2, "valid", 1, 1))):
+            window = {"kernel_size": [3 - i % 2] * rank, "strides": strides, "padding": padding,
+                      "dilation_rate": dilation, "depth_multiplier": multiplier, "use_bias": i != 3,
+                      "activation": ("swish", "relu6", "tanh", "linear")[i]}
+            case(f"DepthwiseConv{rank}D", [{"type": f"DepthwiseConv{rank}D", **window}], (*[7] * rank, 3))
+            case(f"SeparableConv{rank}D", [{"type": f"SeparableConv{rank}D", "filters": 4, **window}], (*[7] * rank, 3))
+    margins = {1: [2, [1, 3], [[0, 2]]], 2: [1, [2, 0], [[1, 0], [2, 3]]], 3: [1, [0, 1, 2], [[1, 0], [0, 0], [2, 1]]]}
+    for rank, forms in margins.items():
+        for form in forms:
+            case(f"ZeroPadding{rank}D", [{"type": f"ZeroPadding{rank}D", "padding": form}], (*[4] * rank, 2))
+            case(f"Cropping{rank}D", [{"type": f"Cropping{rank}D", "cropping": form}], (*[6] * rank, 2))
+        case(f"Cropping{rank}D", [{"type": f"Cropping{rank}D", "cropping": forms[-1]}], (*[None] * rank, 2))
+
     case("BatchNormalization", [{"type": "BatchNormalization"}], (4,))
     case("BatchNormalization", [{"type": "BatchNormalization", "scale": False, "epsilon": 0.01}], (3, 4))
     case("BatchNormalization", [{"type": "BatchNormalization", "axis": 1, "center": False}], (3, 4))

@@ -244,14 +244,61 @@ def channels_last(x: Var) -> Var:
     return P.transpose(x, perm=(0, *range(2, x.rank), 1))
 
 
-@expands("Conv1D", "Conv2D")
+def _onnx_kernel(kernel: Var, rank: int) -> Var:
+    """Keras's (*k, C/g, F) as ONNX's (F, C/g, *k)."""
+    return P.transpose(kernel, perm=(rank + 1, rank, *range(rank)))
+
+
+def _window_conv(c: LayerCall, x: Var, kernel: Var, bias: Var | None, group: int) -> Var:
+    """The layer's strided, padded, dilated conv of a channels-first x."""
+    layer = c.layer
+    return P.conv(x, kernel, bias, strides=tuple(layer.strides),
+                  pads=windows.keras_pads(layer.padding, c.x.shape[1:-1], layer.kernel_size, layer.strides,
+                                          layer.dilation_rate),
+                  dilations=tuple(layer.dilation_rate), group=group)
+
+
+@expands("Conv1D", "Conv2D", "Conv3D")
 def _conv(c):
-    layer, rank = c.layer, c.layer.rank
-    kernel = P.transpose(c.w("kernel"), perm=(rank + 1, rank, *range(rank)))  # (*k, C/g, F) -> (F, C/g, *k)
-    y = P.conv(channels_first(c.x), kernel, c.w("bias"), strides=tuple(layer.strides),
-               pads=windows.keras_pads(layer.padding, c.x.shape[1:-1], layer.kernel_size, layer.strides, layer.dilation_rate),
-               dilations=tuple(layer.dilation_rate), group=layer.groups)
-    return activation(layer.activation, channels_last(y))
+    y = _window_conv(c, channels_first(c.x), _onnx_kernel(c.w("kernel"), c.layer.rank), c.w("bias"), c.layer.groups)
+    return activation(c.layer.activation, channels_last(y))
+
+
+def _depthwise(c: LayerCall, kernel: Var, bias: Var | None) -> Var:
+    """One group per input channel; Keras's kernel (*k, C, multiplier) gives output channel c * multiplier + m."""
+    rank = c.layer.rank
+    onnx_kernel = P.reshape(P.transpose(kernel, perm=(rank, rank + 1, *range(rank))), shape=(-1, 1, *kernel.shape[:rank]))
+    return _window_conv(c, channels_first(c.x), onnx_kernel, bias, c.x.shape[-1])
+
+
+@expands("DepthwiseConv1D", "DepthwiseConv2D")
+def _depthwise_conv(c):
+    return activation(c.layer.activation, channels_last(_depthwise(c, c.w("kernel"), c.w("bias"))))
+
+
+@expands("SeparableConv1D", "SeparableConv2D")
+def _separable_conv(c):
+    rank = c.layer.rank
+    y = P.conv(_depthwise(c, c.w("depthwise_kernel"), None), _onnx_kernel(c.w("pointwise_kernel"), rank), c.w("bias"),
+               strides=(1,) * rank, pads=(0,) * (2 * rank), dilations=(1,) * rank, group=1)
+    return activation(c.layer.activation, channels_last(y))
+
+
+@expands("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+def _zero_padding(c):
+    pairs = [(0, 0), *c.layer.pairs(), (0, 0)]
+    return P.pad(c.x, pads=tuple(b for b, _ in pairs) + tuple(a for _, a in pairs))
+
+
+@expands("Cropping1D", "Cropping2D", "Cropping3D")
+def _cropping(c):
+    y = c.x
+    for axis, (before, after) in enumerate(c.layer.pairs(), start=1):
+        if before or after:
+            size = y.shape[axis]
+            stop = (size - after) if size is not None else (-after if after else P.INT64_MAX)
+            y = P.slice_(y, axis=axis, start=before, stop=stop)
+    return y
 
 
 def _pool(prim: P.Primitive) -> Expansion:

@@ -556,6 +556,17 @@ class _Spatial(Layer):
         _floating(t, self.type)
 
 
+def _window_outputs(layer, t: TensorType) -> tuple[int | None, ...]:
+    """Spatial output sizes of a window layer (kernel_size, strides, padding, dilation_rate)."""
+    return tuple(_spatial_out(s, k, st, layer.padding, d)
+                 for s, k, st, d in zip(t.shape[:-1], layer.kernel_size, layer.strides, layer.dilation_rate))
+
+
+def _strides_or_dilation(layer) -> None:
+    if max(layer.strides) > 1 and max(layer.dilation_rate) > 1:
+        raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)")
+
+
 class _Conv(_Spatial, _Kernel):
     positional = ("filters", "kernel_size", "strides", "padding", "activation")
     filters: PositiveInt
@@ -567,8 +578,7 @@ class _Conv(_Spatial, _Kernel):
 
     @model_validator(mode="after")
     def _strides_or_dilation(self):
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError("strides > 1 cannot be combined with dilation_rate > 1 (as in Keras)")
+        _strides_or_dilation(self)
         if self.filters % self.groups:
             raise ValueError(f"filters ({self.filters}) must be divisible by groups ({self.groups})")
         return self
@@ -579,11 +589,7 @@ class _Conv(_Spatial, _Kernel):
         channels = _known(t.shape[-1], f"{self.type}'s input channels")
         if channels % self.groups:
             raise ShapeError(f"input channels ({channels}) must be divisible by groups ({self.groups})")
-        spatial = tuple(
-            _spatial_out(s, k, st, self.padding, d)
-            for s, k, st, d in zip(t.shape[:-1], self.kernel_size, self.strides, self.dilation_rate)
-        )
-        return [TensorType(t.dtype, (*spatial, self.filters))]
+        return [TensorType(t.dtype, (*_window_outputs(self, t), self.filters))]
 
     def weights(self, ins):
         kernel = (*self.kernel_size, ins[0].shape[-1] // self.groups, self.filters)
@@ -601,6 +607,192 @@ class Conv2D(_Conv):
     type: Literal["Conv2D"] = "Conv2D"
     aliases = ("conv2d", "convolution2d")
     rank = 2
+
+
+class Conv3D(_Conv):
+    type: Literal["Conv3D"] = "Conv3D"
+    aliases = ("conv3d", "convolution3d")
+    rank = 3
+
+
+class _Depthwise(_Spatial):
+    """A kernel per input channel (depth_multiplier outputs each): ONNX Conv with one group per channel."""
+
+    positional = ("kernel_size", "strides", "padding", "depth_multiplier", "activation")
+    kernel_size: IntOrTuple
+    strides: IntOrTuple = 1
+    padding: Literal["valid", "same"] = "valid"
+    depth_multiplier: PositiveInt = 1
+    dilation_rate: IntOrTuple = 1
+    activation: Activation = Linear()
+    use_bias: bool = True
+    depthwise_initializer: Initializer = GlorotUniform()
+    bias_initializer: Initializer = Zeros()
+    depthwise_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    depthwise_constraint: Constraint | None = None
+    bias_constraint: Constraint | None = None
+
+    @model_validator(mode="after")
+    def _strides_or_dilation(self):
+        _strides_or_dilation(self)
+        return self
+
+    def _depthwise_out(self, t: TensorType) -> tuple[tuple[int | None, ...], int]:
+        self._check_rank(t)
+        return _window_outputs(self, t), _known(t.shape[-1], f"{self.type}'s input channels") * self.depth_multiplier
+
+    def _depthwise_kernel(self, t: TensorType, name: str) -> Weight:
+        return Weight(name, (*self.kernel_size, t.shape[-1], self.depth_multiplier), self.depthwise_initializer, True,
+                      self.depthwise_regularizer, self.depthwise_constraint)
+
+    def _bias(self, size: int) -> list[Weight]:
+        return [Weight("bias", (size,), self.bias_initializer, True, self.bias_regularizer,
+                       self.bias_constraint)] if self.use_bias else []
+
+
+class _DepthwiseConv(_Depthwise):
+    def infer(self, ins):
+        spatial, channels = self._depthwise_out(ins[0])
+        return [TensorType(ins[0].dtype, (*spatial, channels))]
+
+    def weights(self, ins):  # Keras 3 names the kernel "kernel" (Keras 2: "depthwise_kernel")
+        t = ins[0]
+        return [self._depthwise_kernel(t, "kernel"), *self._bias(t.shape[-1] * self.depth_multiplier)]
+
+
+class DepthwiseConv1D(_DepthwiseConv):
+    type: Literal["DepthwiseConv1D"] = "DepthwiseConv1D"
+    aliases = ("depthwise_conv1d",)
+    rank = 1
+
+
+class DepthwiseConv2D(_DepthwiseConv):
+    type: Literal["DepthwiseConv2D"] = "DepthwiseConv2D"
+    aliases = ("depthwise_conv2d",)
+    rank = 2
+
+
+class _SeparableConv(_Depthwise):
+    """A depthwise convolution, then a 1x1 convolution to `filters` channels (the bias after both)."""
+
+    positional = ("filters", "kernel_size", "strides", "padding", "activation")
+    filters: PositiveInt
+    pointwise_initializer: Initializer = GlorotUniform()
+    pointwise_regularizer: Regularizer | None = None
+    pointwise_constraint: Constraint | None = None
+
+    def infer(self, ins):
+        spatial, _ = self._depthwise_out(ins[0])
+        return [TensorType(ins[0].dtype, (*spatial, self.filters))]
+
+    def weights(self, ins):
+        t = ins[0]
+        pointwise = Weight("pointwise_kernel", (*[1] * self.rank, t.shape[-1] * self.depth_multiplier, self.filters),
+                           self.pointwise_initializer, True, self.pointwise_regularizer, self.pointwise_constraint)
+        return [self._depthwise_kernel(t, "depthwise_kernel"), pointwise, *self._bias(self.filters)]
+
+
+class SeparableConv1D(_SeparableConv):
+    type: Literal["SeparableConv1D"] = "SeparableConv1D"
+    aliases = ("separable_conv1d", "separable_convolution1d")
+    rank = 1
+
+
+class SeparableConv2D(_SeparableConv):
+    type: Literal["SeparableConv2D"] = "SeparableConv2D"
+    aliases = ("separable_conv2d", "separable_convolution2d")
+    rank = 2
+
+
+class _Margins(_Spatial):
+    """ZeroPadding and Cropping: cells added or cut at both ends of each spatial axis, held as Keras
+    serializes them: (before, after) in 1-D, one (before, after) pair per axis otherwise."""
+
+    @field_validator("padding", "cropping", mode="after", check_fields=False)
+    @classmethod
+    def _pairs(cls, v, info):
+        n = cls.rank
+        if isinstance(v, int):
+            pairs = [[v, v]] * n
+        elif all(isinstance(d, int) for d in v) and len(v) == (2 if n == 1 else n):
+            pairs = [list(v)] if n == 1 else [[d, d] for d in v]
+        elif all(isinstance(p, list) and len(p) == 2 for p in v) and len(v) == n:
+            pairs = [list(p) for p in v]
+        else:
+            form = "an int or (before, after)" if n == 1 else f"an int, {n} ints, or {n} (before, after) pairs"
+            raise ValueError(f"{info.field_name} takes {form}, got {v}")
+        if any(d < 0 for p in pairs for d in p):
+            raise ValueError(f"{info.field_name} takes non-negative sizes, got {v}")
+        return pairs[0] if n == 1 else pairs
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """(before, after) per spatial axis."""
+        v = getattr(self, self.margin)
+        return [tuple(v)] if self.rank == 1 else [tuple(p) for p in v]
+
+    margin: ClassVar[str]
+    sign: ClassVar[int]  # +1: the margins are added, -1: cut
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        spatial = tuple(None if s is None else s + self.sign * (b + a) for s, (b, a) in zip(t.shape[:-1], self.pairs()))
+        if any(s is not None and s < 1 for s in spatial):
+            raise ShapeError(f"{self.type} {self.pairs()} leaves nothing of an input {t}")
+        return [TensorType(t.dtype, (*spatial, t.shape[-1]))]
+
+
+class _ZeroPadding(_Margins):
+    positional = ("padding",)
+    margin = "padding"
+    sign = 1
+    padding: int | list[int] | list[list[int]] = 1
+
+
+class ZeroPadding1D(_ZeroPadding):
+    type: Literal["ZeroPadding1D"] = "ZeroPadding1D"
+    aliases = ("zero_padding1d",)
+    rank = 1
+
+
+class ZeroPadding2D(_ZeroPadding):
+    type: Literal["ZeroPadding2D"] = "ZeroPadding2D"
+    aliases = ("zero_padding2d",)
+    rank = 2
+
+
+class ZeroPadding3D(_ZeroPadding):
+    type: Literal["ZeroPadding3D"] = "ZeroPadding3D"
+    aliases = ("zero_padding3d",)
+    rank = 3
+
+
+class _Cropping(_Margins):
+    positional = ("cropping",)
+    margin = "cropping"
+    sign = -1
+    cropping: int | list[int] | list[list[int]] = 0
+
+
+class Cropping1D(_Cropping):
+    type: Literal["Cropping1D"] = "Cropping1D"
+    aliases = ("cropping1d", "crop1d")
+    rank = 1
+    cropping: int | list[int] | list[list[int]] = 1
+
+
+class Cropping2D(_Cropping):
+    type: Literal["Cropping2D"] = "Cropping2D"
+    aliases = ("cropping2d", "crop2d")
+    rank = 2
+
+
+class Cropping3D(_Cropping):
+    type: Literal["Cropping3D"] = "Cropping3D"
+    aliases = ("cropping3d", "crop3d")
+    rank = 3
 
 
 class _Pool(_Spatial):
@@ -1021,7 +1213,8 @@ class Dot(Layer):
 
 LAYER_CLASSES: list[type[Layer]] = [
     Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
-    Lambda, Embedding, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+    Lambda, Embedding, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+    ZeroPadding1D, ZeroPadding2D, ZeroPadding3D, Cropping1D, Cropping2D, Cropping3D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization,
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
     Maximum, Minimum, Concatenate,

@@ -65,10 +65,8 @@ def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
     out_pad = _output_padding(x, outputs[0], kernel, strides, pads, dilations)
     gx = conv_transpose(g, w, strides=tuple(strides), pads=pads, dilations=tuple(dilations), group=group,
                         output_padding=out_pad)
-    if group != 1:
-        raise ShapeError("training grouped convolutions is not supported")
-    if None in g.shape[1:] or None in x.shape[1:]:
-        gw = _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations)
+    if group != 1 or None in g.shape[1:] or None in x.shape[1:]:
+        gw = _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations, group)
     else:
         gw = _kernel_cotangent_by_patches(x, g, kernel, strides, pads, dilations)
     gb = None if b is None else P.reduce_sum(g, axes=(0,) + tuple(range(2, 2 + spatial)), keepdims=False)
@@ -102,17 +100,31 @@ def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilation
     return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
 
 
-def _kernel_cotangent_by_conv(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
-    """dL/dw where spatial sizes are known only at run time: correlate the input with the output
-    cotangent, the batch axis as channels."""
+def _kernel_cotangent_by_conv(x: Var, g: Var, kernel, strides, pads, dilations, group: int) -> Var:
+    """dL/dw where spatial sizes are known only at run time, or of a grouped conv: correlate the
+    input with the output cotangent, the batch axis as channels."""
     spatial = x.rank - 2
     swap = (1, 0) + tuple(range(2, 2 + spatial))
-    gw = conv(P.transpose(x, perm=swap), P.transpose(g, perm=swap), strides=tuple(dilations), pads=pads,
-              dilations=tuple(strides), group=1)
+    gw = conv(_batch_as_channels(x, group), P.transpose(g, perm=swap), strides=tuple(dilations), pads=pads,
+              dilations=tuple(strides), group=group)
     for i, k in enumerate(kernel):  # strides that do not divide evenly overshoot the kernel: crop
         if gw.shape[2 + i] != k:
             gw = P.slice_(gw, axis=2 + i, start=0, stop=k)
     return P.transpose(gw, perm=swap)
+
+
+def _batch_as_channels(x: Var, group: int) -> Var:
+    """x (N, C, ...) as (C/group, group * N, ...): group k's channels see, as their own channels,
+    the batch of group k's input channels, so a grouped conv with the cotangent (F, N, ...) as its
+    kernel gives each group's kernel cotangent, and no other group's."""
+    spatial = tuple(range(2, x.rank))
+    if group == 1:
+        return P.transpose(x, perm=(1, 0) + spatial)
+    if None in x.shape[1:]:
+        raise ShapeError("training a grouped convolution needs known sizes after the batch dimension")
+    sizes = x.shape[2:]
+    split = P.reshape(x, shape=(-1, group, x.shape[1] // group, *sizes))
+    return P.reshape(P.transpose(split, perm=(2, 1, 0, *(a + 1 for a in spatial))), shape=(x.shape[1] // group, -1, *sizes))
 
 
 def _conv_transpose_shape(g, w, *, strides, pads, dilations, group, output_padding):

@@ -13,6 +13,7 @@ from .core import broadcast_shapes, defvjp, onnx_op, same, zeros_like
 from .layout import compose_transposes, inverse, sink_axis
 
 INT64_MIN = np.iinfo(np.int64).min
+INT64_MAX = np.iinfo(np.int64).max
 
 
 def _transpose_shape(x, perm):
