@@ -156,7 +156,7 @@ def _layer_args(layer: Layer) -> tuple[list[str], dict[str, str]]:
 
 
 def _field_value(layer: Layer, key: str, v) -> str:
-    if isinstance(layer, _Spatial) and isinstance(v, list) and len(set(v)) == 1:
+    if isinstance(layer, _Spatial) and isinstance(v, list) and all(isinstance(x, int) for x in v) and len(set(v)) == 1:
         return value(v[0])  # conv2d(8, 3): one size for every dimension
     if key in _TUPLES and isinstance(v, list):
         return "(" + ", ".join(value(x) for x in v) + ("," if len(v) == 1 else "") + ")"

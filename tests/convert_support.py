@@ -67,6 +67,21 @@ CATALOG = {
         {"type": "MaxPooling1D", "pool_size": 2, "strides": 1}, {"type": "LayerNormalization", "epsilon": 1e-5},
         {"type": "AveragePooling1D", "pool_size": 2, "padding": "same"}, {"type": "GlobalAveragePooling1D"},
         _dense(2)], None),
+    "separable2d": ([[9, 9, 3]], [
+        {"type": "ZeroPadding2D", "padding": [[1, 0], [2, 1]]},
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "strides": 2, "use_bias": False},
+        {"type": "DepthwiseConv2D", "kernel_size": 3, "padding": "same", "depth_multiplier": 2, "activation": "relu"},
+        {"type": "SeparableConv2D", "filters": 3, "kernel_size": 2, "depth_multiplier": 2},
+        {"type": "Cropping2D", "cropping": [[1, 0], [0, 1]]}, {"type": "GlobalAveragePooling2D"}, _dense(2)], None),
+    "separable1d": ([[12, 2]], [
+        {"type": "ZeroPadding1D", "padding": [2, 1]},
+        {"type": "DepthwiseConv1D", "kernel_size": 3, "strides": 2, "use_bias": False},
+        {"type": "SeparableConv1D", "filters": 3, "kernel_size": 2, "padding": "same", "activation": "tanh"},
+        {"type": "Cropping1D", "cropping": [1, 2]}, {"type": "Flatten"}, _dense(2)], None),
+    "conv3d": ([[5, 6, 4, 2]], [
+        {"type": "ZeroPadding3D", "padding": [1, 0, 1]}, {"type": "Conv3D", "filters": 3, "kernel_size": 2},
+        {"type": "Cropping3D", "cropping": [[1, 0], [0, 1], [0, 0]]}, {"type": "Flatten"},
+        _dense(2)], None),
     "recurrent": ([[5, 4]], [
         {"type": "GRU", "units": 6, "reset_after": False, "return_sequences": True},
         {"type": "GRU", "units": 5, "return_sequences": True},

@@ -23,6 +23,7 @@ NEUTRAL: dict[str, Any] = {
     "implementation": ANY, "seed": ANY, "synchronized": ANY, "fused": ANY, "renorm_momentum": ANY,
     "data_format": "channels_last", "time_major": False, "zero_output_for_mask": False, "renorm": False,
     "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
+    "groups": 1,  # Keras 2 writes it for depthwise and separable convolutions too
 }
 # A wrapped recurrent layer's zero_output_for_mask is set by Bidirectional itself.
 _WRAPPED_NEUTRAL = {**NEUTRAL, "zero_output_for_mask": ANY}

@@ -35,7 +35,8 @@ from ...ir.validation import messages
 from ...ir.weights import Weights, check_weights
 from .lift_graph import LiftError, Record, Tensor, View
 
-_WEIGHTED = {"Dense", "Conv1D", "Conv2D"}  # layers an activation or a bias add can join
+_WEIGHTED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+             "SeparableConv2D"}  # layers an activation or a bias add can join
 
 
 @dataclass
@@ -315,8 +316,34 @@ def _average(first: Record, second: Record) -> bool:
     return True
 
 
+def _separable(first: Record, second: Record) -> bool:
+    """A depthwise conv without bias or activation, then a 1x1 conv of the same layer: SeparableConv."""
+    rank = first.type[-2]
+    if not first.type.startswith("DepthwiseConv") or second.type != f"Conv{rank}D" or first.scope != second.scope \
+            or first.fields["use_bias"] or "activation" in first.fields or second.fields["groups"] != 1 \
+            or any(d != 1 for key in ("kernel_size", "strides", "dilation_rate") for d in second.fields[key]):
+        return False
+    first.type = f"SeparableConv{rank}D"
+    first.fields.update(filters=second.fields["filters"], use_bias=second.fields["use_bias"],
+                        **{k: v for k, v in second.fields.items() if k == "activation"})
+    first.weights = {"depthwise_kernel": first.weights["kernel"], "pointwise_kernel": second.weights["kernel"],
+                     **{k: v for k, v in second.weights.items() if k == "bias"}}
+    return True
+
+
+def _crops(first: Record, second: Record) -> bool:
+    """Croppings of several axes (a Slice each): one Cropping."""
+    if first.type != second.type or not first.type.startswith("Cropping"):
+        return False
+    a, b = first.fields["cropping"], second.fields["cropping"]
+    nested = isinstance(a[0], list)
+    pairs = [[x + y for x, y in zip(p, q)] for p, q in zip(a if nested else [a], b if nested else [b])]
+    first.fields["cropping"] = pairs if nested else pairs[0]
+    return True
+
+
 # Each join checks its pattern and, where it fits, folds the second record into the first.
-JOINS = [_bias, _activation, _affine_chain, _average]
+JOINS = [_bias, _activation, _affine_chain, _average, _separable, _crops]
 _PAIRWISE = {"Add", "Multiply", "Maximum", "Minimum"}  # nnspec reduces these pairwise
 
 

@@ -216,7 +216,51 @@ def _slice(lf, node):
                 and ends[0] >= (length or INT64_MAX) and not r.fields.get("go_backwards"):
             lf.values[node.output[0]] = View(r.states[0], tuple({0: 0, 2: 1}.get(a) for a in v.axes))
             return
-    raise lf.fail("slicing a tensor has no nnspec layer")
+    if steps != [1] * len(axes):
+        raise lf.fail("slicing a tensor with steps has no nnspec layer")
+    dims = v.dims()
+    cuts = {}
+    for p, start, end in zip(axes, starts, ends):
+        p %= v.rank
+        size = dims[p]
+        after = -end if end < 0 else (0 if size is None or end >= size else size - end)
+        if start < 0 or (size is None and 0 <= end < INT64_MAX // 2):
+            raise lf.fail("slicing from the end, or to a fixed index of an unknown size, has no nnspec layer")
+        cuts[p] = (start, after)
+    _margins(lf, node, v, "Cropping", cuts, sign=-1)
+
+
+def _margins(lf, node, v: View, kind: str, pairs: dict[int, tuple[int, int]], sign: int) -> None:
+    """Cells added or cut at the ends of spatial axes (ONNX position -> (before, after)):
+    ZeroPadding or Cropping over the tensor's spatial axes."""
+    t = v.tensor
+    r = t.rank - 2
+    spatial = {p: v.axes[p] for p, pair in pairs.items() if any(pair)}
+    if not 1 <= r <= 3 or any(a is None or not 1 <= a <= r for a in spatial.values()):
+        raise lf.fail(f"{'padding' if sign > 0 else 'slicing'} other than over the spatial axes of a "
+                      "(batch, spatial..., channels) tensor has no nnspec layer")
+    keras = [[0, 0] for _ in range(r)]
+    for p, a in spatial.items():
+        keras[a - 1] = list(pairs[p])
+    shape = tuple(None if d is None else d + sign * sum(keras[i]) for i, d in enumerate(t.shape[:-1]))
+    rec = lf.record(f"{kind}{r}D", {"padding" if sign > 0 else "cropping": keras[0] if r == 1 else keras}, {}, [t])
+    lf.values[node.output[0]] = View(rec.output((*shape, t.shape[-1]), t.dtype), v.axes)
+
+
+@handles("Pad")
+@_folding
+def _pad(lf, node):
+    v = lf.view(node.input[0])
+    mode = _attrs(node).get("mode", "constant")
+    value = lf.const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
+    if mode != "constant" or np.any(value != 0):
+        raise lf.fail(f"padding in mode '{mode}' or with a value other than 0 has no nnspec layer")
+    pads = lf.const(node.input[1]).tolist()
+    axes = _axes_input(lf, node, v.rank, index=3) or list(range(v.rank))
+    n = len(axes)
+    if any(d < 0 for d in pads):
+        raise lf.fail("negative padding has no nnspec layer")
+    _margins(lf, node, v, "ZeroPadding", {a: (pads[i], pads[i + n]) for i, a in enumerate(axes)}, sign=1)
 
 
 # ---- elementwise ---------------------------------------------------------------------------
@@ -434,7 +478,7 @@ def _window_layout(lf, v: View, kernel: list[int], strides: list[int], pads: lis
     window op on a view; extra spatial positions must be size-1 ones the window leaves alone."""
     t, s = v.tensor, v.rank - 2
     r = t.rank - 2
-    if r not in (1, 2) or s < r:
+    if r not in (1, 2, 3) or s < r:
         raise lf.fail(f"a {s}-D window over a tensor of rank {t.rank} has no nnspec layer")
     for units in _choices(s, s - r):
         positions = [p for p in range(s) if p not in units]
@@ -505,6 +549,18 @@ def _conv(lf, node):
     # (F, C/g, *k) -> Keras's (*k, C/g, F)
     keras_kernel = np.ascontiguousarray(np.transpose(keras_kernel, (*range(2, r + 2), 1, 0)))
     bias = lf.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    group, channels = int(_attrs(node).get("group", 1)), v.tensor.shape[-1]
+    if group > 1 and group == channels and w.shape[1] == 1:  # one group per channel: depthwise
+        multiplier = int(w.shape[0]) // group
+        # ONNX's (C * m, 1, *k) -> Keras's (*k, C, m)
+        kernel_cm = keras_kernel.reshape(*keras_kernel.shape[:r], group, multiplier)
+        fields = {"kernel_size": kernel, "strides": strides, "padding": padding, "dilation_rate": dilations,
+                  "depth_multiplier": multiplier, "use_bias": bias is not None}
+        rec = lf.record(f"DepthwiseConv{r}D", fields, {"kernel": np.ascontiguousarray(kernel_cm)}
+                        | ({} if bias is None else {"bias": bias}), [v.tensor])
+        lf.values[node.output[0]] = _window_output(rec, v, r, positions, kernel, strides, dilations, padding,
+                                                   int(w.shape[0]))
+        return
     fields = {"filters": int(w.shape[0]), "kernel_size": kernel, "strides": strides, "padding": padding,
               "dilation_rate": dilations, "groups": int(_attrs(node).get("group", 1)), "use_bias": bias is not None}
     weights = {"kernel": keras_kernel} if bias is None else {"kernel": keras_kernel, "bias": bias}
