@@ -1,0 +1,104 @@
+"""The convolution family end to end, beyond the per-kind tables: the spec language's argument
+forms, parameter counts equal to Keras's, Keras 2 and 3 configs as they spell them, and bad
+arguments refused in one line."""
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from nnspec.backends.keras.errors import KerasFormatError
+from nnspec.backends.keras.importer import load
+from test_keras_import import keras_json
+
+SPEC = """\
+model family {
+  input x: float32[12, 12, 3]
+  zero_padding2d([[1, 0], [2, 1]])
+  conv2d(8, 3, strides=2)
+  depthwise_conv2d(3, padding=same, depth_multiplier=2, activation=relu)
+  separable_conv2d(16, 3)
+  cropping2d(1)
+  global_average_pooling2d()
+  dense(2)
+}
+"""
+# Keras's model.summary() for the same model: conv 3*3*3*8 + 8; depthwise 3*3*8*2 + 16;
+# separable 3*3*16 + 16*16 + 16; dense 16*2 + 2.
+KERAS_TOTAL = 224 + 160 + 416 + 34
+
+
+def test_spec_forms_and_keras_parameter_count(tmp_path):
+    spec = tmp_path / "family.nn"
+    spec.write_text(SPEC)
+    result = run_cli("summary", spec)
+    assert result.returncode == 0, result.stderr
+    assert f"Total params: {KERAS_TOTAL:,}" in result.stdout
+    assert "(None, 13, 15, 3)" in result.stdout  # zero padding: 12 + 1 + 0, 12 + 2 + 1
+
+
+@pytest.mark.parametrize("call, problem", [
+    ("zero_padding2d([1, 2, 3])", "padding takes an int, 2 ints, or 2 (before, after) pairs"),
+    ("cropping1d(-1)", "cropping takes non-negative sizes"),
+    ("cropping2d(6)", "leaves nothing"),
+    ("depthwise_conv2d(3, strides=2, dilation_rate=2)", "strides > 1 cannot be combined with dilation_rate > 1"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, call, problem):
+    spec = tmp_path / "bad.nn"
+    spec.write_text(f"model bad {{\n  input x: float32[12, 12, 3]\n  {call}\n}}\n")
+    result = run_cli("check", spec)
+    assert result.returncode == 2 and problem in result.stderr and "Traceback" not in result.stderr
+
+
+# As tf.keras 2.15 and Keras 3 serialize them (Keras 2 keeps Conv's `groups` on these classes).
+KERAS2 = [
+    ("ZeroPadding2D", {"padding": [[1, 1], [2, 0]], "data_format": "channels_last"}),
+    ("DepthwiseConv2D", {"kernel_size": [3, 3], "strides": [1, 1], "padding": "same", "data_format": "channels_last",
+                         "dilation_rate": [1, 1], "groups": 1, "activation": "linear", "use_bias": False,
+                         "bias_initializer": {"class_name": "Zeros", "config": {}}, "bias_regularizer": None,
+                         "activity_regularizer": None, "bias_constraint": None, "depth_multiplier": 2,
+                         "depthwise_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+                         "depthwise_regularizer": None, "depthwise_constraint": None}),
+    ("SeparableConv2D", {"filters": 4, "kernel_size": [2, 2], "strides": [1, 1], "padding": "valid",
+                         "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1, "activation": "relu",
+                         "use_bias": True, "depth_multiplier": 1, "pointwise_regularizer": None,
+                         "pointwise_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}}}),
+    ("Cropping2D", {"cropping": [[1, 0], [0, 1]], "data_format": "channels_last"}),
+]
+KERAS3 = [
+    ("ZeroPadding1D", {"padding": [2, 1]}),
+    ("DepthwiseConv1D", {"kernel_size": [3], "strides": [1], "padding": "valid", "data_format": "channels_last",
+                         "dilation_rate": [1], "depth_multiplier": 1, "activation": "relu", "use_bias": True}),
+    ("SeparableConv1D", {"filters": 3, "kernel_size": [2], "strides": [2], "padding": "same", "depth_multiplier": 2}),
+    ("Cropping1D", {"cropping": [1, 1]}),
+]
+
+
+def test_keras_configs_read_as_keras_writes_them(tmp_path):
+    two = load(keras_json(tmp_path, KERAS2, 2, (8, 8, 3), "k2.json")).model.layers
+    assert [l.type for l in two] == [c for c, _ in KERAS2]
+    assert two[0].padding == [[1, 1], [2, 0]] and two[1].depth_multiplier == 2 and two[2].filters == 4
+    assert two[3].pairs() == [(1, 0), (0, 1)]
+    three = load(keras_json(tmp_path, KERAS3, 3, (10, 2), "k3.json")).model.layers
+    assert three[0].pairs() == [(2, 1)] and three[2].depth_multiplier == 2 and three[3].pairs() == [(1, 1)]
+
+
+def test_a_grouped_conv_other_than_depthwise_is_refused_on_a_depthwise_layer(tmp_path):
+    layer = ("DepthwiseConv2D", {"kernel_size": 3, "groups": 2})
+    with pytest.raises(KerasFormatError, match="groups=2 is not supported"):
+        load(keras_json(tmp_path, [layer], 2, (8, 8, 4)))
+
+
+def test_depthwise_reference_is_a_conv_per_channel():
+    """tests/reference.py's depthwise conv against a loop of single-channel correlations."""
+    from reference import run_layer
+
+    rng = np.random.default_rng(0)
+    x, k = rng.normal(size=(2, 5, 6, 3)), rng.normal(size=(3, 2, 3, 2))
+    y = run_layer("DepthwiseConv2D", {"kernel_size": [3, 2], "padding": "valid", "depth_multiplier": 2,
+                                      "use_bias": False}, [k], [x])
+    want = np.zeros((2, 3, 5, 6))
+    for c in range(3):
+        for m in range(2):
+            for i in range(3):
+                for j in range(5):
+                    want[:, i, j, 2 * c + m] = np.sum(x[:, i:i + 3, j:j + 2, c] * k[:, :, c, m], axis=(1, 2))
+    np.testing.assert_allclose(y, want, atol=1e-12)
