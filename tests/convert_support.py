@@ -82,6 +82,15 @@ CATALOG = {
         {"type": "ZeroPadding3D", "padding": [1, 0, 1]}, {"type": "Conv3D", "filters": 3, "kernel_size": 2},
         {"type": "Cropping3D", "cropping": [[1, 0], [0, 1], [0, 0]]}, {"type": "Flatten"},
         _dense(2)], None),
+    "conv_transpose": ([[6, 5, 2]], [
+        {"type": "Conv2D", "filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"},
+        {"type": "Conv2DTranspose", "filters": 2, "kernel_size": 3, "strides": 2, "padding": "same",
+         "output_padding": [1, 0], "activation": "relu"},
+        {"type": "Reshape", "target_shape": [30, 2]},
+        {"type": "Conv1DTranspose", "filters": 2, "kernel_size": 4, "strides": 2, "use_bias": False},
+        {"type": "Reshape", "target_shape": [2, 2, 31, 1]},
+        {"type": "Conv3DTranspose", "filters": 1, "kernel_size": [1, 2, 2], "dilation_rate": [1, 1, 2]},
+        {"type": "Flatten"}, _dense(2)], None),
     "recurrent": ([[5, 4]], [
         {"type": "GRU", "units": 6, "reset_after": False, "return_sequences": True},
         {"type": "GRU", "units": 5, "return_sequences": True},

@@ -218,6 +218,32 @@ def _conv(c, w, x, mask, kv):
     return _act(c, y + (w[1] if len(w) > 1 else 0.0), kv)
 
 
+def _conv_transpose(c, w, x, mask, kv):
+    """Every input cell adds its kernel-weighted values at stride spacing (the full transposed conv);
+    Keras keeps the window TF's 'same'/'valid' conv of the output size would read."""
+    n = x.ndim - 2
+    k, s, d = (_tuple(c.get(key, 1), n) for key in ("kernel_size", "strides", "dilation_rate"))
+    op = _tuple(c["output_padding"], n) if c.get("output_padding") is not None else (None,) * n
+    eff = [(ki - 1) * di + 1 for ki, di in zip(k, d)]
+    sizes, before = [], []
+    for size, e, st, o in zip(x.shape[1:-1], eff, s, op):
+        if o is None:
+            out = size * st + max(e - st, 0) if c["padding"] == "valid" else size * st
+        else:
+            out = (size - 1) * st + e - 2 * (e // 2 if c["padding"] == "same" else 0) + o
+        sizes.append(out)
+        before.append(_same_pads(out, e, st, 1)[0] if c["padding"] == "same" else 0)
+    full = np.zeros((x.shape[0], *[max((size - 1) * st + e, b + out) for size, st, e, b, out in
+                                   zip(x.shape[1:-1], s, eff, before, sizes)], w[0].shape[-2]))
+    for offset in np.ndindex(*k):  # kernel (*k, F, C)
+        contribution = x @ w[0][offset].T
+        where = tuple(slice(o * di, o * di + (size - 1) * st + 1, st)
+                      for o, di, size, st in zip(offset, d, x.shape[1:-1], s))
+        full[(slice(None), *where)] += contribution
+    y = full[(slice(None), *(slice(b, b + out) for b, out in zip(before, sizes)))]
+    return _act(c, y + (w[1] if len(w) > 1 else 0.0), kv)
+
+
 def _depthwise_conv(c, w, x, mask, kv):
     """A grouped conv with one group per channel: kernel (*k, C, m) is (*k, 1, C * m)."""
     k = w[0]
@@ -512,6 +538,7 @@ LAYERS = {
     "Conv1D": _conv,
     "Conv2D": _conv,
     "Conv3D": _conv,
+    **{f"Conv{n}DTranspose": _conv_transpose for n in (1, 2, 3)},
     **{f"DepthwiseConv{n}D": _depthwise_conv for n in (1, 2)},
     **{f"SeparableConv{n}D": _separable_conv for n in (1, 2)},
     **{f"ZeroPadding{n}D": _zero_padding for n in (1, 2, 3)},

@@ -126,6 +126,17 @@ def test_grouped_conv(group, filters, params, shape):
           rand(filters, shape[1] // group, *kernel, seed=3), rand(filters, seed=4))
 
 
+@pytest.mark.parametrize("group, params, shape", [
+    (1, {"strides": (2, 2), "pads": (1, 0, 0, 1), "dilations": (1, 1), "output_padding": (1, 0)}, (2, 3, 3, 4)),
+    (1, {"strides": (1,), "pads": (0, 0), "dilations": (2,), "output_padding": (0,)}, (2, 2, 5)),
+    (2, {"strides": (3,), "pads": (1, 1), "dilations": (1,), "output_padding": (2,)}, (2, 4, 4)),
+])
+def test_conv_transpose(group, params, shape):
+    kernel = (3,) * (len(shape) - 2)
+    check(lambda g, w, b: P.conv_transpose(g, w, b, group=group, **params), rand(*shape),
+          rand(shape[1], 3, *kernel, seed=3), rand(3 * group, seed=4))
+
+
 @pytest.mark.parametrize("prim", [P.max_pool, P.avg_pool], ids=lambda p: p.name)
 @pytest.mark.parametrize("params", [
     {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)},
@@ -164,7 +175,7 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "concat", "expand_like", "gather",
-    "conv", "max_pool", "avg_pool"}
+    "conv", "conv_transpose", "max_pool", "avg_pool"}
 
 
 def test_every_differentiable_primitive_is_checked_here():

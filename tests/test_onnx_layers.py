@@ -82,6 +82,13 @@ def _cases():
                       "activation": ("swish", "relu6", "tanh", "linear")[i]}
             case(f"DepthwiseConv{rank}D", [{"type": f"DepthwiseConv{rank}D", **window}], (*[7] * rank, 3))
             case(f"SeparableConv{rank}D", [{"type": f"SeparableConv{rank}D", "filters": 4, **window}], (*[7] * rank, 3))
+    for rank in (1, 2, 3):
+        for strides, padding, output_padding, dilation, kernel in (
+                (2, "valid", None, 1, 3), (2, "same", None, 1, 3), (3, "same", 1, 1, 2), (1, "valid", None, 2, 2),
+                (3, "valid", 2, 1, 2), (2, "same", 0, 1, 4)):
+            case(f"Conv{rank}DTranspose", [{"type": f"Conv{rank}DTranspose", "filters": 3, "kernel_size": kernel,
+                                            "strides": strides, "padding": padding, "output_padding": output_padding,
+                                            "dilation_rate": dilation, "activation": "tanh"}], (*[4] * rank, 2))
     margins = {1: [2, [1, 3], [[0, 2]]], 2: [1, [2, 0], [[1, 0], [2, 3]]], 3: [1, [0, 1, 2], [[1, 0], [0, 0], [2, 1]]]}
     for rank, forms in margins.items():
         for form in forms:

@@ -245,7 +245,7 @@ def channels_last(x: Var) -> Var:
 
 
 def _onnx_kernel(kernel: Var, rank: int) -> Var:
-    """Keras's (*k, C/g, F) as ONNX's (F, C/g, *k)."""
+    """Keras's (*k, C/g, F) as ONNX's (F, C/g, *k): the last two axes swapped and put first."""
     return P.transpose(kernel, perm=(rank + 1, rank, *range(rank)))
 
 
@@ -262,6 +262,18 @@ def _window_conv(c: LayerCall, x: Var, kernel: Var, bias: Var | None, group: int
 def _conv(c):
     y = _window_conv(c, channels_first(c.x), _onnx_kernel(c.w("kernel"), c.layer.rank), c.w("bias"), c.layer.groups)
     return activation(c.layer.activation, channels_last(y))
+
+
+@expands("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+def _conv_transpose(c):
+    layer, rank = c.layer, c.layer.rank
+    triples = [windows.keras_transposed_pads(k, s, layer.padding, d, op) for k, s, d, op in
+               zip(layer.kernel_size, layer.strides, layer.dilation_rate, layer.output_paddings())]
+    # Keras's kernel (*k, F, C) is ONNX's (C, F, *k), the same transpose as a conv's
+    y = P.conv_transpose(channels_first(c.x), _onnx_kernel(c.w("kernel"), rank), c.w("bias"),
+                         strides=tuple(layer.strides), pads=tuple(t[0] for t in triples) + tuple(t[1] for t in triples),
+                         dilations=tuple(layer.dilation_rate), group=1, output_padding=tuple(t[2] for t in triples))
+    return activation(layer.activation, channels_last(y))
 
 
 def _depthwise(c: LayerCall, kernel: Var, bias: Var | None) -> Var:

@@ -35,8 +35,9 @@ from ...ir.validation import messages
 from ...ir.weights import Weights, check_weights
 from .lift_graph import LiftError, Record, Tensor, View
 
-_WEIGHTED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-             "SeparableConv2D"}  # layers an activation or a bias add can join
+# layers an activation or a bias add can join
+_WEIGHTED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+             "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"}
 
 
 @dataclass

@@ -2,6 +2,7 @@
 tensor, a constant, a probe) and records the layers it stands for. See lift_graph.py for views."""
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable
 
@@ -567,6 +568,48 @@ def _conv(lf, node):
     rec = lf.record(f"Conv{r}D", fields, weights, [v.tensor])
     lf.values[node.output[0]] = _window_output(rec, v, r, positions, kernel, strides, dilations, padding,
                                                int(w.shape[0]))
+
+
+@handles("ConvTranspose")
+@_folding
+def _conv_transpose(lf, node):
+    a = _attrs(node)
+    w = lf.const(node.input[1])
+    v = lf.view(node.input[0])
+    s = v.rank - 2
+    strides, dilations = list(a.get("strides", [1] * s)), list(a.get("dilations", [1] * s))
+    pads, extra = list(a.get("pads", [0] * 2 * s)), list(a.get("output_padding", [0] * s))
+    if a.get("group", 1) != 1 or "output_shape" in a or a.get("auto_pad", "NOTSET") != "NOTSET":
+        raise lf.fail("groups, output_shape or auto_pad on a transposed conv have no Keras equivalent")
+    r, positions = _window_layout(lf, v, list(w.shape[2:]), strides, pads, dilations)
+    pick = lambda xs: [int(xs[p]) for p in positions]  # noqa: E731
+    kernel, strides, dilations = pick(w.shape[2:]), pick(strides), pick(dilations)
+    onnx_pads = [(pads[p], pads[p + s], extra[p]) for p in positions]
+    padding, output_padding = _transposed_padding(lf, kernel, strides, dilations, onnx_pads)
+    keras_kernel = w.reshape(w.shape[:2] + tuple(kernel))  # (C, F, *k) -> Keras's (*k, F, C)
+    keras_kernel = np.ascontiguousarray(np.transpose(keras_kernel, (*range(2, r + 2), 1, 0)))
+    bias = lf.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    filters = int(w.shape[1])
+    fields = {"filters": filters, "kernel_size": kernel, "strides": strides, "padding": padding,
+              "output_padding": output_padding, "dilation_rate": dilations, "use_bias": bias is not None}
+    rec = lf.record(f"Conv{r}DTranspose", fields, {"kernel": keras_kernel} | ({} if bias is None else {"bias": bias}),
+                    [v.tensor])
+    dims = v.dims()[2:]
+    spatial = tuple(windows.keras_transposed_output_size(dims[p], k, st, padding, d, op) for p, k, st, d, op in
+                    zip(positions, kernel, strides, dilations, output_padding or [None] * r))
+    axes = [0, r + 1] + [positions.index(p) + 1 if p in positions else None for p in range(s)]
+    lf.values[node.output[0]] = View(rec.output((*spatial, filters)), tuple(axes))
+
+
+def _transposed_padding(lf, kernel, strides, dilations, onnx_pads) -> tuple[str, list[int] | None]:
+    """The Keras padding and output_padding whose ONNX pads (windows.keras_transposed_pads) these are."""
+    for padding in ("valid", "same"):
+        for output_padding in [None, *map(list, itertools.product(*[range(st) for st in strides]))]:
+            wanted = [windows.keras_transposed_pads(k, st, padding, d, op) for k, st, d, op in
+                      zip(kernel, strides, dilations, output_padding or [None] * len(kernel))]
+            if wanted == [tuple(p) for p in onnx_pads]:
+                return padding, output_padding
+    raise lf.fail(f"transposed-conv pads {onnx_pads} are not Keras's 'valid' or 'same' with any output_padding")
 
 
 @handles("MaxPool", "AveragePool")

@@ -615,6 +615,62 @@ class Conv3D(_Conv):
     rank = 3
 
 
+class _ConvTranspose(_Spatial, _Kernel):
+    """The transpose (gradient) of a conv: upsamples by `strides`. Kernel (*k, filters, input channels)."""
+
+    positional = ("filters", "kernel_size", "strides", "padding", "activation")
+    filters: PositiveInt
+    kernel_size: IntOrTuple
+    strides: IntOrTuple = 1
+    padding: Literal["valid", "same"] = "valid"
+    output_padding: IntOrTuple | None = None
+    dilation_rate: IntOrTuple = 1
+
+    @model_validator(mode="after")
+    def _output_padding(self):
+        _strides_or_dilation(self)
+        if self.output_padding is not None:
+            padding = [self.output_padding] * self.rank if isinstance(self.output_padding, int) else self.output_padding
+            if len(padding) != self.rank or any(not 0 <= p < s for p, s in zip(padding, self.strides)):
+                raise ValueError(f"output_padding takes {self.rank} integer(s) from 0 to below the strides "
+                                 f"{self.strides}, got {self.output_padding}")
+            if padding != self.output_padding:
+                self.output_padding = padding
+        return self
+
+    def output_paddings(self) -> list[int | None]:
+        return self.output_padding or [None] * self.rank
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        _known(t.shape[-1], f"{self.type}'s input channels")
+        spatial = tuple(windows.keras_transposed_output_size(s, k, st, self.padding, d, op) for s, k, st, d, op in
+                        zip(t.shape[:-1], self.kernel_size, self.strides, self.dilation_rate, self.output_paddings()))
+        return [TensorType(t.dtype, (*spatial, self.filters))]
+
+    def weights(self, ins):
+        return self._kernel_and_bias((*self.kernel_size, self.filters, ins[0].shape[-1]), self.filters)
+
+
+class Conv1DTranspose(_ConvTranspose):
+    type: Literal["Conv1DTranspose"] = "Conv1DTranspose"
+    aliases = ("conv1d_transpose", "deconv1d")
+    rank = 1
+
+
+class Conv2DTranspose(_ConvTranspose):
+    type: Literal["Conv2DTranspose"] = "Conv2DTranspose"
+    aliases = ("conv2d_transpose", "deconv2d")
+    rank = 2
+
+
+class Conv3DTranspose(_ConvTranspose):
+    type: Literal["Conv3DTranspose"] = "Conv3DTranspose"
+    aliases = ("conv3d_transpose", "deconv3d")
+    rank = 3
+
+
 class _Depthwise(_Spatial):
     """A kernel per input channel (depth_multiplier outputs each): ONNX Conv with one group per channel."""
 
@@ -1213,7 +1269,8 @@ class Dot(Layer):
 
 LAYER_CLASSES: list[type[Layer]] = [
     Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
-    Lambda, Embedding, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
+    Lambda, Embedding, Conv1D, Conv2D, Conv3D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
+    DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
     ZeroPadding1D, ZeroPadding2D, ZeroPadding3D, Cropping1D, Cropping2D, Cropping3D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization,
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,

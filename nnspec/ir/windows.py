@@ -63,3 +63,28 @@ def transposed_output_size(size: int | None, kernel: int, stride: int = 1, dilat
     if size is None:
         return None
     return (size - 1) * stride - before - after + extent(kernel, dilation) + output_padding
+
+
+def keras_transposed_output_size(size: int | None, kernel: int, stride: int, padding: str, dilation: int = 1,
+                                 output_padding: int | None = None) -> int | None:
+    """Output size of Keras's ConvNDTranspose (keras `deconv_output_length`)."""
+    if size is None:
+        return None
+    k = extent(kernel, dilation)
+    if output_padding is None:
+        return size * stride + max(k - stride, 0) if padding == "valid" else size * stride
+    pad = k // 2 if padding == "same" else 0
+    return (size - 1) * stride + k - 2 * pad + output_padding
+
+
+def keras_transposed_pads(kernel: int, stride: int, padding: str, dilation: int = 1,
+                          output_padding: int | None = None) -> tuple[int, int, int]:
+    """ONNX ConvTranspose (pad before, pad after, output_padding) that give Keras's transposed conv:
+    TF computes it as the gradient of the forward conv of the output's size, with that conv's
+    padding. The result does not depend on the input size (every size term grows by `stride`
+    per cell), so any size gives it."""
+    size = kernel * dilation + stride + 1
+    out = keras_transposed_output_size(size, kernel, stride, padding, dilation, output_padding)
+    before = same_pads(out, kernel, stride, dilation)[0] if padding == "same" else 0
+    after = (size - 1) * stride + extent(kernel, dilation) - before - out
+    return (before, after, 0) if after >= 0 else (before, 0, -after)

@@ -48,7 +48,7 @@ def _output_padding(x: Var, y: Var, kernel, strides, pads, dilations) -> tuple[i
 
 
 def _conv_shape(x, w, b=None, *, strides, pads, dilations, group):
-    if x.shape[1] is not None and x.shape[1] != w.shape[1] * group:
+    if None not in (x.shape[1], w.shape[1]) and x.shape[1] != w.shape[1] * group:
         raise ShapeError(f"conv of {x.shape} with a kernel {w.shape} in {group} group(s)")
     return Aval((x.shape[0], w.shape[0], *_spatial(x, w.shape[2:], strides, pads, dilations)), x.dtype)
 
@@ -59,18 +59,19 @@ conv = Primitive("conv", _conv_shape, _windowed("Conv"))  # x (N, C, ...), w (F,
 @defvjp(conv)
 def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
     g = cts[0]
-    spatial = x.rank - 2
     kernel = w.shape[2:]
     pads = explicit_pads(x, kernel, strides, dilations, pads)
     out_pad = _output_padding(x, outputs[0], kernel, strides, pads, dilations)
     gx = conv_transpose(g, w, strides=tuple(strides), pads=pads, dilations=tuple(dilations), group=group,
                         output_padding=out_pad)
+    return [gx, _kernel_cotangent(x, g, kernel, strides, pads, dilations, group), _bias_cotangent(g, b)]
+
+
+def _kernel_cotangent(x: Var, g: Var, kernel, strides, pads, dilations, group: int) -> Var:
+    """d w of sum(g * conv(x, w)) (and of sum(x * conv_transpose(g, w)), its adjoint)."""
     if group != 1 or None in g.shape[1:] or None in x.shape[1:]:
-        gw = _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations, group)
-    else:
-        gw = _kernel_cotangent_by_patches(x, g, kernel, strides, pads, dilations)
-    gb = None if b is None else P.reduce_sum(g, axes=(0,) + tuple(range(2, 2 + spatial)), keepdims=False)
-    return [gx, gw, gb]
+        return _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations, group)
+    return _kernel_cotangent_by_patches(x, g, kernel, strides, pads, dilations)
 
 
 def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
@@ -105,12 +106,16 @@ def _kernel_cotangent_by_conv(x: Var, g: Var, kernel, strides, pads, dilations, 
     input with the output cotangent, the batch axis as channels."""
     spatial = x.rank - 2
     swap = (1, 0) + tuple(range(2, 2 + spatial))
-    gw = conv(_batch_as_channels(x, group), P.transpose(g, perm=swap), strides=tuple(dilations), pads=pads,
+    gw = conv(_batch_as_channels(x, group), P.transpose(g, perm=swap), strides=tuple(dilations), pads=tuple(pads),
               dilations=tuple(strides), group=group)
     for i, k in enumerate(kernel):  # strides that do not divide evenly overshoot the kernel: crop
         if gw.shape[2 + i] != k:
             gw = P.slice_(gw, axis=2 + i, start=0, stop=k)
     return P.transpose(gw, perm=swap)
+
+
+def _bias_cotangent(g: Var, b: Var | None) -> Var | None:
+    return None if b is None else P.reduce_sum(g, axes=(0, *range(2, g.rank)), keepdims=False)
 
 
 def _batch_as_channels(x: Var, group: int) -> Var:
@@ -127,15 +132,22 @@ def _batch_as_channels(x: Var, group: int) -> Var:
     return P.reshape(P.transpose(split, perm=(2, 1, 0, *(a + 1 for a in spatial))), shape=(x.shape[1] // group, -1, *sizes))
 
 
-def _conv_transpose_shape(g, w, *, strides, pads, dilations, group, output_padding):
+def _conv_transpose_shape(g, w, b=None, *, strides, pads, dilations, group, output_padding):
     n = g.rank - 2
     spatial = [windows.transposed_output_size(s, w.shape[2 + i], strides[i], dilations[i], pads[i], pads[i + n],
                                               output_padding[i]) for i, s in enumerate(g.shape[2:])]
     return Aval((g.shape[0], w.shape[1] * group, *spatial), g.dtype)
 
 
-# used by the VJPs of conv and avg_pool (no VJP of its own yet)
+# g (N, F, ...), w (F, C/group, ...), bias (C,): the adjoint of conv with the same parameters
 conv_transpose = Primitive("conv_transpose", _conv_transpose_shape, onnx_op("ConvTranspose"))
+
+
+@defvjp(conv_transpose)
+def _conv_transpose(cts, g, w, b=None, *, outputs, strides, pads, dilations, group, output_padding):
+    y_bar = cts[0]
+    g_bar = conv(y_bar, w, strides=tuple(strides), pads=tuple(pads), dilations=tuple(dilations), group=group)
+    return [g_bar, _kernel_cotangent(y_bar, g, w.shape[2:], strides, pads, dilations, group), _bias_cotangent(y_bar, b)]
 
 # ---- pooling ----------------------------------------------------------------------------------
 
