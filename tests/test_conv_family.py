@@ -102,3 +102,52 @@ def test_depthwise_reference_is_a_conv_per_channel():
                 for j in range(5):
                     want[:, i, j, 2 * c + m] = np.sum(x[:, i:i + 3, j:j + 2, c] * k[:, :, c, m], axis=(1, 2))
     np.testing.assert_allclose(y, want, atol=1e-12)
+
+
+# ---- batch normalization folded into the Conv/Gemm before it ------------------------------------
+
+FOLDED = [{"type": "Conv2D", "name": "conv", "filters": 4, "kernel_size": 3, "padding": "same", "use_bias": False},
+          {"type": "BatchNormalization", "name": "bn", "epsilon": 0.01},
+          {"type": "Activation", "activation": "relu"},
+          {"type": "DepthwiseConv2D", "name": "dw", "kernel_size": 3, "depth_multiplier": 2},
+          {"type": "BatchNormalization", "name": "bn_dw", "center": False},
+          {"type": "Flatten"}, {"type": "Dense", "name": "dense", "units": 3},
+          {"type": "BatchNormalization", "name": "bn_dense", "scale": False}]
+
+
+def _ops(proto):
+    return [n.op_type for n in proto.graph.node]
+
+
+def test_batch_norm_folds_into_the_weights_before_it():
+    from nnspec.onnx_file import lift
+    from onnx_support import analysis_of, assert_close, compiled, model_of, random_weights, reference_outputs, run_onnx
+
+    model = model_of(FOLDED, (6, 6, 2))
+    rng = np.random.default_rng(7)
+    weights = random_weights(analysis_of(model), rng)
+    weights["bn"][3] = rng.uniform(0.5, 2.0, 4).astype(np.float32)  # variances far from 1
+    x = rng.normal(size=(3, 6, 6, 2)).astype(np.float32)
+    proto = compiled(model, weights)
+    assert "BatchNormalization" not in _ops(proto) and _ops(proto).count("Mul") == 0
+    assert _ops(proto).count("Conv") == 2 and _ops(proto).count("Gemm") == 1
+    assert_close(run_onnx(proto, [x]), reference_outputs(model, weights, [x]))
+    # back from ONNX: the spec, the conv/dense with the folded weights, each BN an identity
+    lifted = lift(proto)
+    assert lifted.model == model and sum("was folded into the weights" in n for n in lifted.notes) == 3
+    assert np.allclose(lifted.weights["bn"][0], 1.0) and np.allclose(lifted.weights["bn"][2], 0.0)
+    assert np.allclose(lifted.weights["bn_dense"][0], 0.0)  # beta: the dense's own bias took the shift
+    assert_close(run_onnx(compiled(model, lifted.weights), [x]), reference_outputs(model, weights, [x]))
+
+
+def test_a_conv_read_elsewhere_still_folds_exactly():
+    """The conv's own output feeds a second layer too: the unfolded conv stays for it."""
+    from onnx_support import analysis_of, assert_close, compiled, model_of, random_weights, reference_outputs, run_onnx
+
+    layers = [{"type": "Conv1D", "name": "c", "filters": 3, "kernel_size": 2, "inputs": ["x"]},
+              {"type": "BatchNormalization", "name": "b", "inputs": ["c"]},
+              {"type": "Add", "name": "sum", "inputs": ["b", "c"]}]
+    model = model_of(layers, (5, 2))
+    weights = random_weights(analysis_of(model), np.random.default_rng(1))
+    x = np.random.default_rng(2).normal(size=(2, 5, 2)).astype(np.float32)
+    assert_close(run_onnx(compiled(model, weights), [x]), reference_outputs(model, weights, [x]))

@@ -387,8 +387,24 @@ def _batch_norm_fused(c):
     if x is None:
         return None
     gamma, beta = _gamma_beta(c, c.x.shape[axis])
-    y = P.batch_norm(x, gamma, beta, c.w("moving_mean"), c.w("moving_variance"), epsilon=c.layer.epsilon)
+    scale = gamma / P.sqrt(c.w("moving_variance") + c.layer.epsilon)
+    y = _fold_into_producer(x, scale, beta - c.w("moving_mean") * scale)
+    if y is None:
+        y = P.batch_norm(x, gamma, beta, c.w("moving_mean"), c.w("moving_variance"), epsilon=c.layer.epsilon)
     return P.transpose(y, perm=P.inverse(perm))
+
+
+def _fold_into_producer(y: Var, scale: Var, shift: Var) -> Var | None:
+    """y * scale + shift, per channel (axis 1), folded into the constant weights of the Conv or Gemm
+    that made y, as tf2onnx does: the same function in one node fewer. The folded node keeps the
+    conv's layer name, so the ONNX lift gives it back as that layer with the folded weights."""
+    eqn = y.eqn
+    if eqn is None or eqn.prim not in (P.conv, P.gemm) or not all(v is None or v.is_const for v in eqn.inputs[1:]):
+        return None
+    x, kernel, bias = (*eqn.inputs, None)[:3]
+    per_output = P.reshape(scale, shape=(-1, *[1] * (kernel.rank - 1))) if eqn.prim is P.conv else scale
+    with y.graph.scope(eqn.scope):
+        return eqn.prim(x, kernel * per_output, shift if bias is None else bias * scale + shift, **eqn.params)
 
 
 @expands("LayerNormalization")

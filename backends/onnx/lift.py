@@ -468,6 +468,13 @@ def _model_name(proto: onnx.ModelProto) -> str:
     return name if name.replace("_", "a").isalnum() and not name[0].isdigit() else "model"
 
 
+def _folded_into_weights(layer, found: dict) -> bool:
+    """A spec's BatchNormalization that compiling folded into the Conv/Dense before it (no node left)."""
+    producer = found.get(layer.inputs[0]) if layer.inputs else None
+    return (layer.type == "BatchNormalization" and layer.name not in found and producer is not None
+            and producer.type in _WEIGHTED)
+
+
 def _weights_for(model: Model, lifted: Lifted, path: str) -> Weights:
     """The spec's weights from the lifted layers of the same names."""
     analysis, _ = analyze(model)
@@ -476,6 +483,12 @@ def _weights_for(model: Model, lifted: Lifted, path: str) -> Weights:
     arrays = {info.layer.name: dict(zip([w.name for w in info.layer.weights(info.inputs)],
                                         lifted.weights.get(info.layer.name, [])))
               for info in lifted_analysis.layers}
+    names = {info.layer.name: {w.name for w in info.layer.weights(info.inputs)} for info in analysis.layers}
+    for layer in model.layers:  # a folded last layer: its node, the conv's, is named after the model's output
+        lifted_as = found.get(layer.name)
+        if layer.type == "BatchNormalization" and lifted_as is not None and lifted_as.type in _WEIGHTED \
+                and layer.inputs and layer.inputs[0] not in found:
+            found[layer.inputs[0]], arrays[layer.inputs[0]] = found.pop(layer.name), arrays.pop(layer.name)
     out: Weights = {}
     for info in analysis.layers:
         specs = info.layer.weights(info.inputs)
@@ -484,6 +497,18 @@ def _weights_for(model: Model, lifted: Lifted, path: str) -> Weights:
         have = arrays.get(info.layer.name, {})
         if info.layer.name in lifted.folded and info.layer.type == "BatchNormalization":
             have = unfold(info.layer, *lifted.folded[info.layer.name])  # the spec's epsilon and flags
+        elif _folded_into_weights(info.layer, found):
+            producer = info.layer.inputs[0]
+            size = specs[-1].shape[0]
+            # the shift went into the producer's bias; one the spec's producer lacks stays here
+            bias = arrays.get(producer, {}).get("bias")
+            shift = bias if bias is not None and "bias" not in names[producer] else np.zeros(size, np.float32)
+            have = unfold(info.layer, np.ones(size, np.float32), shift)
+            found[info.layer.name] = info.layer
+            lifted.notes.append(f"batch normalization '{info.layer.name}' was folded into the weights of "
+                                f"'{producer}': it comes back with gamma 1, moving_mean 0, moving_variance "
+                                "1 - epsilon, the scale and shift in those weights (beta: a shift their "
+                                "layer has no bias for)")
         missing = [w.name for w in specs if w.name not in have]
         if info.layer.name not in found or missing:
             raise LiftError(f"cannot recover the weights of layer '{info.layer.name}' from the graph "
