@@ -25,6 +25,9 @@ NEUTRAL: dict[str, Any] = {
     "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
     "groups": 1,  # Keras 2 writes it for depthwise and separable convolutions too
 }
+# Keras 2 writes Conv's kernel settings on separable convs too, which never read them (their kernels
+# are depthwise_* and pointwise_*).
+_UNUSED = {f"SeparableConv{n}D": {"kernel_initializer", "kernel_regularizer", "kernel_constraint"} for n in (1, 2)}
 # A wrapped recurrent layer's zero_output_for_mask is set by Bidirectional itself.
 _WRAPPED_NEUTRAL = {**NEUTRAL, "zero_output_for_mask": ANY}
 
@@ -92,6 +95,8 @@ def layer(class_name: str, config: dict, version: str, ctx: Context, wrapped: bo
             continue  # an activation's parameters, read with it
         if key in member.model_fields and key not in ("name", "trainable", "type", "inputs"):
             fields[key] = _field(member, key, value, config, version, ctx)
+        elif key in _UNUSED.get(ir_type, ()):
+            continue
         elif key in neutral:
             allowed = neutral[key]
             if allowed is not ANY and value != allowed and value is not None:

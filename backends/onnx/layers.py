@@ -296,21 +296,20 @@ def _separable_conv(c):
     return activation(c.layer.activation, channels_last(y))
 
 
+def _margin_pads(c: LayerCall) -> tuple[int, ...]:
+    """The layer's (before, after) per spatial axis as ONNX pads of the whole tensor."""
+    pairs = [(0, 0), *c.layer.pairs(), (0, 0)]
+    return tuple(b for b, _ in pairs) + tuple(a for _, a in pairs)
+
+
 @expands("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
 def _zero_padding(c):
-    pairs = [(0, 0), *c.layer.pairs(), (0, 0)]
-    return P.pad(c.x, pads=tuple(b for b, _ in pairs) + tuple(a for _, a in pairs))
+    return P.pad(c.x, pads=_margin_pads(c))
 
 
 @expands("Cropping1D", "Cropping2D", "Cropping3D")
 def _cropping(c):
-    y = c.x
-    for axis, (before, after) in enumerate(c.layer.pairs(), start=1):
-        if before or after:
-            size = y.shape[axis]
-            stop = (size - after) if size is not None else (-after if after else P.INT64_MAX)
-            y = P.slice_(y, axis=axis, start=before, stop=stop)
-    return y
+    return P.crop(c.x, pads=_margin_pads(c))
 
 
 def _pool(prim: P.Primitive) -> Expansion:

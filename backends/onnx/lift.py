@@ -332,19 +332,8 @@ def _separable(first: Record, second: Record) -> bool:
     return True
 
 
-def _crops(first: Record, second: Record) -> bool:
-    """Croppings of several axes (a Slice each): one Cropping."""
-    if first.type != second.type or not first.type.startswith("Cropping"):
-        return False
-    a, b = first.fields["cropping"], second.fields["cropping"]
-    nested = isinstance(a[0], list)
-    pairs = [[x + y for x, y in zip(p, q)] for p, q in zip(a if nested else [a], b if nested else [b])]
-    first.fields["cropping"] = pairs if nested else pairs[0]
-    return True
-
-
 # Each join checks its pattern and, where it fits, folds the second record into the first.
-JOINS = [_bias, _activation, _affine_chain, _average, _separable, _crops]
+JOINS = [_bias, _activation, _affine_chain, _average, _separable]
 _PAIRWISE = {"Add", "Multiply", "Maximum", "Minimum"}  # nnspec reduces these pairwise
 
 

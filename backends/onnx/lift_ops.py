@@ -18,6 +18,7 @@ from .recurrent import ONNX_GATE_ORDER
 
 HANDLERS: dict[str, Callable] = {}
 INT64_MAX = np.iinfo(np.int64).max
+INT32_MAX = np.iinfo(np.int32).max
 
 
 def handles(*ops: str):
@@ -224,8 +225,9 @@ def _slice(lf, node):
     for p, start, end in zip(axes, starts, ends):
         p %= v.rank
         size = dims[p]
-        after = -end if end < 0 else (0 if size is None or end >= size else size - end)
-        if start < 0 or (size is None and 0 <= end < INT64_MAX // 2):
+        to_end = end >= INT32_MAX or (size is not None and end >= size)  # tf2onnx ends at 2**31 - 1
+        after = -end if end < 0 else 0 if to_end else size - end if size is not None else None
+        if start < 0 or after is None:
             raise lf.fail("slicing from the end, or to a fixed index of an unknown size, has no nnspec layer")
         cuts[p] = (start, after)
     _margins(lf, node, v, "Cropping", cuts, sign=-1)
@@ -483,8 +485,8 @@ def _window_layout(lf, v: View, kernel: list[int], strides: list[int], pads: lis
         raise lf.fail(f"a {s}-D window over a tensor of rank {t.rank} has no nnspec layer")
     for units in _choices(s, s - r):
         positions = [p for p in range(s) if p not in units]
-        trivial = all(kernel[u] == 1 and strides[u] == 1 and dilations[u] == 1 and pads[u] == pads[u + s] == 0
-                      for u in units)
+        # a unit kernel over an unpadded size-1 dimension leaves it alone, whatever its stride
+        trivial = all(kernel[u] == 1 and pads[u] == pads[u + s] == 0 for u in units)
         wanted = [0, t.rank - 1] + [None if p in units else positions.index(p) + 1 for p in range(s)]
         if trivial and v.fits(wanted):
             return r, positions
@@ -607,7 +609,8 @@ def _transposed_padding(lf, kernel, strides, dilations, onnx_pads) -> tuple[str,
         for output_padding in [None, *map(list, itertools.product(*[range(st) for st in strides]))]:
             wanted = [windows.keras_transposed_pads(k, st, padding, d, op) for k, st, d, op in
                       zip(kernel, strides, dilations, output_padding or [None] * len(kernel))]
-            if wanted == [tuple(p) for p in onnx_pads]:
+            # an end pad below zero (tf2onnx) is output_padding: compare what is cut before and after
+            if [(b, a - op) for b, a, op in wanted] == [(b, a - op) for b, a, op in onnx_pads]:
                 return padding, output_padding
     raise lf.fail(f"transposed-conv pads {onnx_pads} are not Keras's 'valid' or 'same' with any output_padding")
 

@@ -4,7 +4,7 @@ ONNX lowering, numpy impl (for folding constants), layout rewrite and VJP. One m
     core         shared shape rules, `onnx_op` (a one-node lowering), `defvjp`
     layout       transpose sinking and cancelling (the rewrite rules)
     elementwise  unary/binary/comparison ops and `where`
-    structure    transpose, reshape, concat, slice, pad, tile, gather and cotangent helpers
+    structure    transpose, reshape, concat, slice, pad, crop, tile, gather and cotangent helpers
     reductions   reduce_*, softmax, log_softmax, argmax; `sum_to` (undoes broadcasting)
     linear       matmul, gemm
     convolution  conv, conv_transpose, max_pool, avg_pool (channels-first, as in ONNX)
@@ -18,7 +18,7 @@ family's module with its VJP right below it, e.g.
 from ..graph import Primitive  # noqa: F401
 from .core import broadcast_shapes, defvjp, onnx_op  # noqa: F401
 from .structure import (  # noqa: F401
-    INT64_MAX, INT64_MIN, concat, expand_like, gather, pad, reshape, reshape_like, rev, scatter_add_rows, slice_, tile, transpose)
+    INT64_MIN, concat, crop, expand_like, gather, pad, reshape, reshape_like, rev, scatter_add_rows, slice_, tile, transpose)
 from .layout import free_transpose, inverse, transposed  # noqa: F401
 from .reductions import (  # noqa: F401
     argmax, log_softmax, reduce_max, reduce_mean, reduce_sum, reduction, softmax, sum_to)

@@ -173,12 +173,31 @@ pad.lower = lambda ctx, x, pads: ctx.op("Pad", x, ctx.ints(pads))
 
 @defvjp(pad)
 def _pad(cts, x, outputs, pads):
-    g = cts[0]
-    for axis in range(x.rank):
-        if pads[axis] or pads[axis + x.rank]:
-            stop = g.shape[axis] - pads[axis + x.rank] if g.shape[axis] is not None else -pads[axis + x.rank]
-            g = slice_(g, axis=axis, start=pads[axis], stop=stop)
-    return [g]
+    return [crop(cts[0], pads=pads)]
+
+
+def _crop_impl(x, pads):
+    n = x.ndim
+    return x[tuple(slice(pads[i], x.shape[i] - pads[i + n]) for i in range(n))]
+
+
+def _crop_lower(ctx, x, pads):
+    """One Slice over the cut axes; an end counted from the end, so sizes need not be known."""
+    n = len(pads) // 2
+    axes = [i for i in range(n) if pads[i] or pads[i + n]]
+    return ctx.op("Slice", x, ctx.ints([pads[i] for i in axes]),
+                  ctx.ints([-pads[i + n] if pads[i + n] else INT64_MAX for i in axes]), ctx.ints(axes))
+
+
+# pad's inverse: cut pads[i] cells before and pads[i + rank] after each axis i
+crop = Primitive("crop", lambda x, pads: Aval(tuple(None if d is None else d - pads[i] - pads[i + x.rank]
+                                                    for i, d in enumerate(x.shape)), x.dtype),
+                 _crop_lower, _crop_impl)
+
+
+@defvjp(crop)
+def _crop(cts, x, outputs, pads):
+    return [pad(cts[0], pads=pads)]
 
 
 gather = Primitive("gather", lambda table, idx: Aval(idx.shape + table.shape[1:], table.dtype), onnx_op("Gather"))
