@@ -230,10 +230,10 @@ def _slice(lf, node):
         if start < 0 or after is None:
             raise lf.fail("slicing from the end, or to a fixed index of an unknown size, has no nnspec layer")
         cuts[p] = (start, after)
-    _margins(lf, node, v, "Cropping", cuts, sign=-1)
+    lf.values[node.output[0]] = _margins(lf, node, v, "Cropping", cuts, sign=-1)
 
 
-def _margins(lf, node, v: View, kind: str, pairs: dict[int, tuple[int, int]], sign: int) -> None:
+def _margins(lf, node, v: View, kind: str, pairs: dict[int, tuple[int, int]], sign: int) -> View:
     """Cells added or cut at the ends of spatial axes (ONNX position -> (before, after)):
     ZeroPadding or Cropping over the tensor's spatial axes."""
     t = v.tensor
@@ -247,7 +247,7 @@ def _margins(lf, node, v: View, kind: str, pairs: dict[int, tuple[int, int]], si
         keras[a - 1] = list(pairs[p])
     shape = tuple(None if d is None else d + sign * sum(keras[i]) for i, d in enumerate(t.shape[:-1]))
     rec = lf.record(f"{kind}{r}D", {"padding" if sign > 0 else "cropping": keras[0] if r == 1 else keras}, {}, [t])
-    lf.values[node.output[0]] = View(rec.output((*shape, t.shape[-1]), t.dtype), v.axes)
+    return View(rec.output((*shape, t.shape[-1]), t.dtype), v.axes)
 
 
 @handles("Pad")
@@ -263,7 +263,8 @@ def _pad(lf, node):
     n = len(axes)
     if any(d < 0 for d in pads):
         raise lf.fail("negative padding has no nnspec layer")
-    _margins(lf, node, v, "ZeroPadding", {a: (pads[i], pads[i + n]) for i, a in enumerate(axes)}, sign=1)
+    lf.values[node.output[0]] = _margins(lf, node, v, "ZeroPadding", {a: (pads[i], pads[i + n]) for i, a in enumerate(axes)},
+                                         sign=1)
 
 
 # ---- elementwise ---------------------------------------------------------------------------
@@ -499,7 +500,8 @@ def _choices(n: int, k: int) -> list[tuple[int, ...]]:
     return list(combinations(range(n), k))
 
 
-def _padding(lf, v: View, positions, kernel, strides, pads, dilations, auto_pad: str, causal_ok: bool) -> str:
+def _padding(lf, v: View, positions, kernel, strides, pads, dilations, auto_pad: str, causal_ok: bool) -> str | None:
+    """Keras's name for the pads; None: none fits."""
     s = len(kernel)
     if auto_pad in ("SAME_UPPER",):
         return "same"
@@ -514,7 +516,7 @@ def _padding(lf, v: View, positions, kernel, strides, pads, dilations, auto_pad:
         return "same"
     if causal_ok and begin == [windows.causal_pads(kernel[p], dilations[p])[0] for p in positions] and not any(end):
         return "causal"
-    raise lf.fail(f"padding {pads} is neither Keras's 'valid' nor 'same'")
+    return None
 
 
 def _window(lf, node, kernel_shape) -> tuple:
@@ -529,6 +531,12 @@ def _window(lf, node, kernel_shape) -> tuple:
     r, positions = _window_layout(lf, v, kernel_shape, strides, pads, dilations)
     padding = _padding(lf, v, positions, kernel_shape, strides, pads, dilations, a.get("auto_pad", "NOTSET"),
                        causal_ok=node.op_type == "Conv" and r == 1)
+    if padding is None and node.op_type != "Conv":
+        raise lf.fail(f"padding {pads} is neither Keras's 'valid' nor 'same'")
+    if padding is None:  # other pads (a ZeroPadding that nnspec or tf2onnx merged): ZeroPadding, then 'valid'
+        v = _margins(lf, node, v, "ZeroPadding", {2 + p: (pads[p], pads[p + s]) for p in range(s)}, sign=1)
+        lf.records[-1].scope = None  # the node's name names the conv
+        padding = "valid"
     pick = lambda xs: [int(xs[p]) for p in positions]
     return v, r, positions, pick(kernel_shape), pick(strides), pick(dilations), padding
 

@@ -53,7 +53,23 @@ def _conv_shape(x, w, b=None, *, strides, pads, dilations, group):
     return Aval((x.shape[0], w.shape[0], *_spatial(x, w.shape[2:], strides, pads, dilations)), x.dtype)
 
 
-conv = Primitive("conv", _conv_shape, _windowed("Conv"))  # x (N, C, ...), w (F, C/group, ...), bias (F,)
+def _conv_rewrite(x, w, b=None, *, strides, pads, dilations, group):
+    """A zero padding of the spatial axes just before is the conv's own padding (ZeroPadding2D then
+    a conv, as in ResNet): one node, as tf2onnx writes it."""
+    if pads is None or x.eqn is None or x.eqn.prim is not P.pad:
+        return None
+    before = x.eqn.params["pads"]
+    n = x.rank
+    if any(before[i] or before[i + n] for i in (0, 1)):
+        return None
+    spatial = n - 2
+    combined = tuple(before[2 + i] + pads[i] for i in range(spatial)) + \
+        tuple(before[n + 2 + i] + pads[spatial + i] for i in range(spatial))
+    return conv(x.eqn.inputs[0], w, b, strides=strides, pads=combined, dilations=dilations, group=group)
+
+
+# x (N, C, ...), w (F, C/group, ...), bias (F,)
+conv = Primitive("conv", _conv_shape, _windowed("Conv"), rewrite=_conv_rewrite)
 
 
 @defvjp(conv)

@@ -10,7 +10,7 @@ from ....ir.base import ShapeError
 from ..graph import Aval, Primitive
 from .. import primitives as P  # the other families, looked up when a rule runs
 from .core import broadcast_shapes, defvjp, onnx_op, same, zeros_like
-from .layout import compose_transposes, inverse, sink_axis
+from .layout import compose_transposes, inverse, sink_axis, transposed
 
 INT64_MIN = np.iinfo(np.int64).min
 INT64_MAX = np.iinfo(np.int64).max
@@ -168,7 +168,36 @@ def _tile(cts, x, outputs, reps):
 pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pads[i] + pads[i + x.rank]
                                                    for i, d in enumerate(x.shape)), x.dtype),
                 impl=lambda x, pads: np.pad(x, list(zip(pads[:x.ndim], pads[x.ndim:]))))
-pad.lower = lambda ctx, x, pads: ctx.op("Pad", x, ctx.ints(pads))
+
+
+def _pad_lower(ctx, x, pads):
+    """Pad with its `axes` input: onnxruntime (1.31) fuses a Pad without one into a following
+    MaxPool, whose own padding is -inf, not 0: wrong maxima (a zero-padded ResNet v2 stem)."""
+    n = len(pads) // 2
+    axes = [i for i in range(n) if pads[i] or pads[i + n]] or [0]
+    return ctx.op("Pad", x, ctx.ints([pads[i] for i in axes] + [pads[i + n] for i in axes]), "", ctx.ints(axes))
+
+
+pad.lower = _pad_lower
+
+
+def _sink_pads(prim: Primitive):
+    """prim(transpose(y, perm), pads) = transpose(prim(y, pads moved to y's axes), perm): a
+    transpose between two channels-first windows then cancels (a ZeroPadding before a conv)."""
+    def rewrite(x, pads):
+        t = transposed(x)
+        if t is None:
+            return None
+        y, perm = t
+        n = len(perm)
+        moved = [0] * (2 * n)
+        for i, axis in enumerate(perm):
+            moved[axis], moved[axis + n] = pads[i], pads[i + n]
+        return P.transpose(prim(y, pads=tuple(moved)), perm=perm)
+    return rewrite
+
+
+pad.rewrite = _sink_pads(pad)
 
 
 @defvjp(pad)
@@ -193,6 +222,9 @@ def _crop_lower(ctx, x, pads):
 crop = Primitive("crop", lambda x, pads: Aval(tuple(None if d is None else d - pads[i] - pads[i + x.rank]
                                                     for i, d in enumerate(x.shape)), x.dtype),
                  _crop_lower, _crop_impl)
+
+
+crop.rewrite = _sink_pads(crop)
 
 
 @defvjp(crop)
