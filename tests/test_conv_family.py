@@ -1,6 +1,9 @@
 """The convolution family end to end, beyond the per-kind tables: the spec language's argument
 forms, parameter counts equal to Keras's, Keras 2 and 3 configs as they spell them, and bad
 arguments refused in one line."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,3 +154,74 @@ def test_a_conv_read_elsewhere_still_folds_exactly():
     weights = random_weights(analysis_of(model), np.random.default_rng(1))
     x = np.random.default_rng(2).normal(size=(2, 5, 2)).astype(np.float32)
     assert_close(run_onnx(compiled(model, weights), [x]), reference_outputs(model, weights, [x]))
+
+
+# ---- files written by real Keras 2 and 3 (tests/fixtures/keras_apps) ------------------------------
+
+APPS = Path(__file__).parent / "fixtures" / "keras_apps"
+TF2ONNX = json.loads((APPS / "tf2onnx_nodes.json").read_text())
+# The layer models of this family; the networks built from them (UpSampling2D, Rescaling and
+# op layers aside, which other kinds bring).
+FAMILY = ["zero_padding1d", "zero_padding2d", "zero_padding3d", "cropping1d", "cropping2d", "cropping3d",
+          "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d", "conv1d_transpose",
+          "conv2d_transpose", "conv3d_transpose"]
+NETWORKS = ["resnet_narrow", "resnet_v2_narrow", "densenet_narrow", "xception_narrow", "nasnet_narrow",
+            "mobilenet_v2", "autoencoder"]
+
+
+def _keras_files(name):
+    files = [(f"{name}.k2.h5", None, "k2"), (f"{name}.k3.keras", None, "k3"), (f"{name}.k3.h5", None, "k3"),
+             (f"{name}.k2.json", f"{name}.k2.weights.h5", "k2"), (f"{name}.k3.json", f"{name}.k3.weights.h5", "k3")]
+    return [(name, f, w, v) for f, w, v in files if (APPS / f).exists() and (w is None or (APPS / w).exists())]
+
+
+def _io(name, version):
+    data = np.load(APPS / f"{name}.{version}.io.npz")
+    return ([data[k] for k in sorted(k for k in data.files if k.startswith("x"))],
+            [data[k] for k in sorted(k for k in data.files if k.startswith("y"))])
+
+
+@pytest.mark.parametrize("name, path, weights, version",
+                         [c for n in FAMILY + NETWORKS for c in _keras_files(n)], ids=lambda v: str(v))
+def test_real_keras_files_convert_exactly_and_lean(name, path, weights, version):
+    from onnx_support import assert_close, compiled, run_onnx
+
+    imported = load(APPS / path, APPS / weights if weights else None)
+    proto = compiled(imported.model, imported.weights)
+    xs, ys = _io(name, version)
+    assert_close(run_onnx(proto, xs), ys)
+    assert len(proto.graph.node) <= TF2ONNX[name]["nodes"]
+
+
+# tf2onnx files that are not lifted, and why.
+TF2ONNX_NOT_LIFTED = {
+    "conv2d_transpose": "tf2onnx writes ConvTranspose pads below zero, which onnxruntime itself refuses to load",
+    "conv1d_transpose": "tf2onnx writes it as 107 nodes of Split, Concat and single-cell ops, not a ConvTranspose",
+}
+
+
+@pytest.mark.parametrize("name", [n for n in FAMILY if n not in TF2ONNX_NOT_LIFTED])
+def test_tf2onnx_files_lift_to_the_keras_layers(name):
+    from nnspec.onnx_file import lift
+    from onnx_support import assert_close, compiled, run_onnx
+
+    lifted = lift(APPS / f"{name}.tf2onnx.onnx")
+    keras = load(APPS / f"{name}.k2.h5").model
+    assert [(l.type, l.name) for l in lifted.model.layers] == [(l.type, l.name) for l in keras.layers]
+    xs, ys = _io(name, "k2")
+    assert_close(run_onnx(compiled(lifted.model, lifted.weights), xs), ys)
+
+
+@pytest.mark.parametrize("name", ["separable_conv2d", "depthwise_conv1d", "conv3d_transpose", "cropping2d"])
+@pytest.mark.parametrize("target", ["k2.h5", "k3.keras"])
+def test_written_back_to_keras_and_read_again(tmp_path, name, target):
+    """Keras file -> nnspec's ONNX -> Keras file (the spec from the ONNX metadata) -> the same numbers."""
+    from onnx_support import assert_close, compiled, run_onnx
+
+    onnx_path, out = tmp_path / "m.onnx", tmp_path / f"m.{target.split('.')[1]}"
+    for src, dst in ((APPS / f"{name}.k2.h5", onnx_path), (onnx_path, out)):
+        result = run_cli("convert", src, dst)
+        assert result.returncode == 0, result.stderr
+    again = load(out)
+    xs, ys = _io(name, "k2")
+    assert_close(run_onnx(compiled(again.model, again.weights), xs), ys)

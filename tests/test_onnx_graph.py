@@ -103,7 +103,7 @@ def test_transposes_only_where_the_layout_changes():
     proto = compiled(model, random_weights(analysis_of(model), np.random.default_rng(0)))
     ops = Counter(n.op_type for n in proto.graph.node)
     assert ops["Transpose"] == 1  # in; the global pool reduces channels-first and leaves (batch, channels)
-    assert ops["BatchNormalization"] == 1 and ops["Conv"] == 2
+    assert ops["BatchNormalization"] == 0 and ops["Conv"] == 2  # folded into the conv before it
 
 
 def test_names_batch_dimension_and_no_dead_nodes():
