@@ -91,6 +91,13 @@ CATALOG = {
         {"type": "Reshape", "target_shape": [2, 2, 31, 1]},
         {"type": "Conv3DTranspose", "filters": 1, "kernel_size": [1, 2, 2], "dilation_rate": [1, 1, 2]},
         {"type": "Flatten"}, _dense(2)], None),
+    "resizing": ([[6, 5, 2]], [
+        {"type": "UpSampling2D", "size": [2, 1]}, {"type": "Conv2D", "filters": 2, "kernel_size": 3},
+        {"type": "UpSampling2D", "interpolation": "bilinear"}, {"type": "Resizing", "height": 7, "width": 5},
+        {"type": "Resizing", "height": 4, "width": 4, "interpolation": "nearest", "crop_to_aspect_ratio": True},
+        {"type": "CenterCrop", "height": 3, "width": 2}, {"type": "Reshape", "target_shape": [6, 2]},
+        {"type": "UpSampling1D", "size": 2}, {"type": "Reshape", "target_shape": [3, 4, 2, 1]},
+        {"type": "UpSampling3D", "size": [1, 2, 1]}, {"type": "Flatten"}, _dense(2)], None),
     "recurrent": ([[5, 4]], [
         {"type": "GRU", "units": 6, "reset_after": False, "return_sequences": True},
         {"type": "GRU", "units": 5, "return_sequences": True},

@@ -275,6 +275,53 @@ def _cropping(c, w, x, mask, kv):
     return x[(slice(None), *(slice(b, x.shape[1 + i] - a) for i, (b, a) in enumerate(cuts)))]
 
 
+def _resize_axis(x, axis, size, method):
+    """TF 2's tf.image.resize along one axis (half-pixel centres, no antialiasing)."""
+    n = x.shape[axis]
+    scale = n / size
+    centres = (np.arange(size) + 0.5) * scale
+    if method == "nearest":
+        return np.take(x, np.minimum(np.floor(centres).astype(int), n - 1), axis=axis)
+    src = centres - 0.5
+    low = np.floor(src).astype(int)
+    frac = _along(src - low, [axis], [size if a == axis else 1 for a in range(x.ndim)])
+    lo, hi = np.take(x, np.clip(low, 0, n - 1), axis=axis), np.take(x, np.clip(low + 1, 0, n - 1), axis=axis)
+    return lo + (hi - lo) * frac
+
+
+def _upsampling(c, w, x, mask, kv):
+    n = x.ndim - 2
+    size = _tuple(c.get("size", 2), n)
+    if c.get("interpolation", "nearest") == "bilinear":
+        return _resize_axis(_resize_axis(x, 1, x.shape[1] * size[0], "bilinear"), 2, x.shape[2] * size[1], "bilinear")
+    for axis, s in enumerate(size, start=1):
+        x = np.repeat(x, s, axis=axis)
+    return x
+
+
+def _aspect_crop(x, height, width):
+    h, w = x.shape[1:3]
+    ch = max(min(h, int(float(w * height) / width)), 1)
+    cw = max(min(w, int(float(h * width) / height)), 1)
+    top, left = int(float(h - ch) / 2), int(float(w - cw) / 2)
+    return x[:, top:top + ch, left:left + cw]
+
+
+def _resizing(c, w, x, mask, kv):
+    if c.get("crop_to_aspect_ratio"):
+        x = _aspect_crop(x, c["height"], c["width"])
+    method = c.get("interpolation", "bilinear")
+    return _resize_axis(_resize_axis(x, 1, c["height"], method), 2, c["width"], method)
+
+
+def _center_crop(c, w, x, mask, kv):
+    h, w_ = x.shape[1:3]
+    if h >= c["height"] and w_ >= c["width"]:
+        top, left = (h - c["height"]) // 2, (w_ - c["width"]) // 2
+        return x[:, top:top + c["height"], left:left + c["width"]]
+    return _resizing({**c, "crop_to_aspect_ratio": True}, w, x, mask, kv)
+
+
 def _pool(reduce):
     def pool(c, w, x, mask, kv):
         n = x.ndim - 2
@@ -543,6 +590,9 @@ LAYERS = {
     **{f"SeparableConv{n}D": _separable_conv for n in (1, 2)},
     **{f"ZeroPadding{n}D": _zero_padding for n in (1, 2, 3)},
     **{f"Cropping{n}D": _cropping for n in (1, 2, 3)},
+    **{f"UpSampling{n}D": _upsampling for n in (1, 2, 3)},
+    "Resizing": _resizing,
+    "CenterCrop": _center_crop,
     **{f"MaxPooling{n}D": _pool(np.nanmax) for n in (1, 2, 3)},
     **{f"AveragePooling{n}D": _pool(np.nanmean) for n in (1, 2, 3)},
     **{f"GlobalMaxPooling{n}D": _global_pool(np.max) for n in (1, 2, 3)},

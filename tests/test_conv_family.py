@@ -164,9 +164,10 @@ TF2ONNX = json.loads((APPS / "tf2onnx_nodes.json").read_text())
 # op layers aside, which other kinds bring).
 FAMILY = ["zero_padding1d", "zero_padding2d", "zero_padding3d", "cropping1d", "cropping2d", "cropping3d",
           "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d", "conv1d_transpose",
-          "conv2d_transpose", "conv3d_transpose"]
+          "conv2d_transpose", "conv3d_transpose", "upsampling1d", "upsampling2d", "upsampling3d", "resizing",
+          "center_crop"]
 NETWORKS = ["resnet_narrow", "resnet_v2_narrow", "densenet_narrow", "xception_narrow", "nasnet_narrow",
-            "mobilenet_v2", "autoencoder"]
+            "mobilenet_v2", "autoencoder", "unet_tiny"]
 
 
 def _keras_files(name):
@@ -197,6 +198,10 @@ def test_real_keras_files_convert_exactly_and_lean(name, path, weights, version)
 TF2ONNX_NOT_LIFTED = {
     "conv2d_transpose": "tf2onnx writes ConvTranspose pads below zero, which onnxruntime itself refuses to load",
     "conv1d_transpose": "tf2onnx writes it as 107 nodes of Split, Concat and single-cell ops, not a ConvTranspose",
+    "upsampling1d": "tf2onnx writes a Split and a Concat of copies, not a Resize",
+    "upsampling3d": "tf2onnx writes a Split and a Concat of copies, not a Resize",
+    "resizing": "tf2onnx computes the aspect-ratio crop at run time (Shape, Cast, Slice of computed bounds)",
+    "center_crop": "tf2onnx keeps Keras's run-time choice between cropping and resizing (GreaterOrEqual, If)",
 }
 
 

@@ -95,6 +95,8 @@ def test_structure():
     check(lambda v: P.rev(v, axis=1), x)
     check(lambda v: P.pad(v, pads=(0, 1, 0, 0, 2, 1)), x)
     check(lambda v: P.crop(v, pads=(0, 1, 2, 1, 0, 1)), x)
+    check(lambda v: P.resize(v, sizes=(5, 3), axes=(1, 2), mode="linear"), x)
+    check(lambda v: P.resize(v, sizes=(2, 9), axes=(1, 2), mode="nearest"), x)
     check(lambda a, b: P.concat(a, b, axis=1), x, rand(2, 5, 4, seed=9))
     check(lambda v: P.expand_like(v, v.graph.const(np.zeros((2, 3, 4), np.float32))), rand(3, 1))
 
@@ -175,7 +177,7 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
 
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
-    "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "concat", "expand_like", "gather",
+    "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "resize", "concat", "expand_like", "gather",
     "conv", "conv_transpose", "max_pool", "avg_pool"}
 
 

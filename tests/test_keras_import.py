@@ -118,7 +118,8 @@ REFUSED = [
     ([("BatchNormalization", {"renorm": True})], (4,), r"layer 'l0': renorm=True is not supported"),
     ([("Dense", {"units": 3, "activation": "sparsemax"})], (4,),
      r"layer 'l0': activation: activation 'sparsemax' has no nnspec equivalent"),
-    ([("UpSampling1D", {"size": 2})], (4, 3), r"layer 'l0': layer class 'UpSampling1D' has no nnspec equivalent"),
+    ([("ConvLSTM1D", {"filters": 2, "kernel_size": 2})], (4, 3, 3),
+     r"layer 'l0': layer class 'ConvLSTM1D' has no nnspec equivalent"),
     ([("Dense", {"units": 3, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"input_axes": [0]}}})],
      (4,), r"kernel_initializer: initializer 'GlorotUniform' option input_axes=\[0\] is not supported"),
 ]

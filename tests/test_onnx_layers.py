@@ -89,6 +89,15 @@ def _cases():
             case(f"Conv{rank}DTranspose", [{"type": f"Conv{rank}DTranspose", "filters": 3, "kernel_size": kernel,
                                             "strides": strides, "padding": padding, "output_padding": output_padding,
                                             "dilation_rate": dilation, "activation": "tanh"}], (*[4] * rank, 2))
+    for rank, size in ((1, 3), (2, [2, 3]), (3, [1, 2, 2])):
+        case(f"UpSampling{rank}D", [{"type": f"UpSampling{rank}D", "size": size}], (*[3] * rank, 2))
+    case("UpSampling2D", [{"type": "UpSampling2D", "size": [3, 2], "interpolation": "bilinear"}], (4, 3, 2))
+    for height, width, interpolation, crop in ((5, 6, "bilinear", False), (14, 12, "nearest", False),
+                                               (4, 4, "bilinear", True), (3, 9, "nearest", True)):
+        case("Resizing", [{"type": "Resizing", "height": height, "width": width, "interpolation": interpolation,
+                           "crop_to_aspect_ratio": crop}], (9, 7, 2))
+    for height, width in ((5, 4), (9, 7), (12, 4)):  # the last is taller than the input: crop and resize
+        case("CenterCrop", [{"type": "CenterCrop", "height": height, "width": width}], (9, 7, 2))
     margins = {1: [2, [1, 3], [[0, 2]]], 2: [1, [2, 0], [[1, 0], [2, 3]]], 3: [1, [0, 1, 2], [[1, 0], [0, 0], [2, 1]]]}
     for rank, forms in margins.items():
         for form in forms:

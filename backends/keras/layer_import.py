@@ -24,6 +24,7 @@ NEUTRAL: dict[str, Any] = {
     "data_format": "channels_last", "time_major": False, "zero_output_for_mask": False, "renorm": False,
     "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
     "groups": 1,  # Keras 2 writes it for depthwise and separable convolutions too
+    "pad_to_aspect_ratio": False, "antialias": False, "fill_mode": ANY, "fill_value": ANY,  # Keras 3's Resizing
 }
 # Keras 2 writes Conv's kernel settings on separable convs too, which never read them (their kernels
 # are depthwise_* and pointwise_*).

@@ -312,6 +312,37 @@ def _cropping(c):
     return P.crop(c.x, pads=_margin_pads(c))
 
 
+@expands("UpSampling1D", "UpSampling2D", "UpSampling3D")
+def _upsampling(c):
+    mode = "linear" if getattr(c.layer, "interpolation", "nearest") == "bilinear" else "nearest"
+    return P.resize(c.x, sizes=tuple(c.out_types[0].shape[:-1]), axes=tuple(range(1, c.x.rank - 1)), mode=mode)
+
+
+def _image(c: LayerCall, x: Var, crop: tuple[int, int, int, int] | None, mode: str) -> Var:
+    """x cut to crop = (top, left, height, width), then resized to the layer's height x width."""
+    if crop is not None:
+        top, left, h, w = crop
+        x = P.crop(x, pads=(0, top, left, 0, 0, x.shape[1] - top - h, x.shape[2] - left - w, 0))
+    if x.shape[1:3] == (c.layer.height, c.layer.width):
+        return x
+    return P.resize(x, sizes=(c.layer.height, c.layer.width), axes=(1, 2), mode=mode)
+
+
+@expands("Resizing")
+def _resizing(c):
+    crop = c.layer.aspect_crop(c.in_types[0]) if c.layer.crop_to_aspect_ratio else None
+    return _image(c, c.x, crop, "linear" if c.layer.interpolation == "bilinear" else "nearest")
+
+
+@expands("CenterCrop")
+def _center_crop(c):
+    h, w = c.x.shape[1:3]
+    if h >= c.layer.height and w >= c.layer.width:
+        return _image(c, c.x, ((h - c.layer.height) // 2, (w - c.layer.width) // 2, c.layer.height, c.layer.width),
+                      "linear")
+    return _image(c, c.x, c.layer.aspect_crop(c.in_types[0]), "linear")
+
+
 def _pool(prim: P.Primitive) -> Expansion:
     def expansion(c):
         layer = c.layer

@@ -623,6 +623,47 @@ def _transposed_padding(lf, kernel, strides, dilations, onnx_pads) -> tuple[str,
     raise lf.fail(f"transposed-conv pads {onnx_pads} are not Keras's 'valid' or 'same' with any output_padding")
 
 
+# (mode, coordinate_transformation_mode, nearest_mode) of a Resize that computes as TF 2 does
+_TF_RESIZES = {("linear", "half_pixel", None): "bilinear", ("nearest", "half_pixel", "round_prefer_ceil"): "nearest",
+               ("nearest", "tf_half_pixel_for_nn", "floor"): "nearest"}
+
+
+@handles("Resize")
+@_folding
+def _resize(lf, node):
+    """UpSampling (whole factors) or, in 2-D, Resizing."""
+    a = _attrs(node)
+    v = lf.view(node.input[0])
+    t, dims = v.tensor, v.dims()
+    r = t.rank - 2
+    key = (a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel"),
+           a.get("nearest_mode", "round_prefer_floor") if a.get("mode", "nearest") == "nearest" else None)
+    if key not in _TF_RESIZES or a.get("antialias", 0) or a.get("exclude_outside", 0):
+        raise lf.fail(f"a resize with {key} has no Keras equivalent (Keras resizes with half-pixel centres)")
+    axes = [x % v.rank for x in a.get("axes", range(v.rank))]
+    if len(node.input) > 3 and node.input[3]:
+        out = {p: int(n) for p, n in zip(axes, lf.const(node.input[3]))}
+    else:
+        out = {p: None if dims[p] is None else int(np.floor(dims[p] * s)) for p, s in zip(axes, lf.const(node.input[2]))}
+    changed = {p: n for p, n in out.items() if n != dims[p]}
+    keras = {v.axes[p]: n for p, n in changed.items()}
+    if not 1 <= r <= 3 or None in changed.values() or any(k is None or not 1 <= k <= r or t.size(k) is None
+                                                         for k in keras):
+        raise lf.fail("resizing other than of the known spatial axes of a (batch, spatial..., channels) tensor "
+                      "has no Keras layer")
+    sizes = [keras.get(k, t.size(k)) for k in range(1, r + 1)]
+    factors = [n // t.size(k) if n % t.size(k) == 0 else None for k, n in enumerate(sizes, start=1)]
+    interpolation = _TF_RESIZES[key]
+    if None not in factors and (interpolation == "nearest" or r == 2):
+        fields = {"size": factors} | ({"interpolation": interpolation} if r == 2 else {})
+        rec = lf.record(f"UpSampling{r}D", fields, {}, [t])
+    elif r == 2:
+        rec = lf.record("Resizing", {"height": sizes[0], "width": sizes[1], "interpolation": interpolation}, {}, [t])
+    else:
+        raise lf.fail(f"resizing a {r}-D tensor by other than whole factors has no Keras layer")
+    lf.values[node.output[0]] = View(rec.output((*sizes, t.shape[-1]), t.dtype), v.axes)
+
+
 @handles("MaxPool", "AveragePool")
 @_folding
 def _pool(lf, node):

@@ -851,6 +851,85 @@ class Cropping3D(_Cropping):
     rank = 3
 
 
+class _UpSampling(_Spatial):
+    """Each cell repeated `size` times along each spatial axis (or, 2-D, interpolated bilinearly)."""
+
+    positional = ("size",)
+    size: IntOrTuple = 2
+
+    @field_validator("size", mode="after")
+    @classmethod
+    def _sizes(cls, v):
+        v = [v] * cls.rank if isinstance(v, int) else list(v)
+        if len(v) != cls.rank or any(d < 1 for d in v):
+            raise ValueError(f"size takes {cls.rank} positive integer(s), got {v}")
+        return v
+
+    def infer(self, ins):
+        t = ins[0]
+        self._check_rank(t)
+        return [TensorType(t.dtype, (*(None if d is None else d * f for d, f in zip(t.shape[:-1], self.size)),
+                                     t.shape[-1]))]
+
+
+class UpSampling1D(_UpSampling):
+    type: Literal["UpSampling1D"] = "UpSampling1D"
+    aliases = ("upsampling1d", "up_sampling1d")
+    rank = 1
+
+
+class UpSampling2D(_UpSampling):
+    type: Literal["UpSampling2D"] = "UpSampling2D"
+    aliases = ("upsampling2d", "up_sampling2d")
+    rank = 2
+    interpolation: Literal["nearest", "bilinear"] = "nearest"
+
+
+class UpSampling3D(_UpSampling):
+    type: Literal["UpSampling3D"] = "UpSampling3D"
+    aliases = ("upsampling3d", "up_sampling3d")
+    rank = 3
+
+
+class _Image(_Spatial):
+    """Layers that take images (batch, height, width, channels) to height x width."""
+
+    positional = ("height", "width")
+    height: PositiveInt
+    width: PositiveInt
+
+    def _known_image(self, t: TensorType) -> tuple[int, int]:
+        self._check_rank(t)
+        return _known(t.shape[0], f"{self.type}'s input height"), _known(t.shape[1], f"{self.type}'s input width")
+
+    def infer(self, ins):
+        self._known_image(ins[0])
+        return [TensorType(ins[0].dtype, (self.height, self.width, ins[0].shape[-1]))]
+
+    def aspect_crop(self, t: TensorType) -> tuple[int, int, int, int]:
+        """(top, left, height, width) of the largest centred window of the target's aspect ratio
+        (Keras's crop_to_aspect_ratio, and CenterCrop of an input smaller than its target)."""
+        h, w = self._known_image(t)
+        crop_h = max(min(h, int(float(w * self.height) / self.width)), 1)
+        crop_w = max(min(w, int(float(h * self.width) / self.height)), 1)
+        return int(float(h - crop_h) / 2), int(float(w - crop_w) / 2), crop_h, crop_w
+
+
+class Resizing(_Image):
+    type: Literal["Resizing"] = "Resizing"
+    aliases = ("resizing", "resize")
+    interpolation: Literal["bilinear", "nearest"] = "bilinear"
+    crop_to_aspect_ratio: bool = False
+
+
+class CenterCrop(_Image):
+    """The centred height x width window; an input smaller than that is cropped to the target's
+    aspect ratio and resized bilinearly (as Keras does)."""
+
+    type: Literal["CenterCrop"] = "CenterCrop"
+    aliases = ("center_crop",)
+
+
 class _Pool(_Spatial):
     positional = ("pool_size", "strides", "padding")
     pool_size: IntOrTuple = 2
@@ -1271,7 +1350,8 @@ LAYER_CLASSES: list[type[Layer]] = [
     Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
     Lambda, Embedding, Conv1D, Conv2D, Conv3D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
     DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D,
-    ZeroPadding1D, ZeroPadding2D, ZeroPadding3D, Cropping1D, Cropping2D, Cropping3D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+    ZeroPadding1D, ZeroPadding2D, ZeroPadding3D, Cropping1D, Cropping2D, Cropping3D, UpSampling1D, UpSampling2D,
+    UpSampling3D, Resizing, CenterCrop, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, BatchNormalization,
     LayerNormalization, SimpleRNN, GRU, LSTM, Bidirectional, TimeDistributed, Add, Subtract, Multiply, Average,
     Maximum, Minimum, Concatenate,

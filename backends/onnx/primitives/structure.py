@@ -245,3 +245,71 @@ scatter_add_rows = Primitive("scatter_add_rows", lambda table, idx, rows: table)
 scatter_add_rows.lower = lambda ctx, table, idx, rows: ctx.op(
     "ScatterND", zeros_like(ctx, table), ctx.op("Unsqueeze", ctx.op("Cast", idx, to=ctx.dtype("int64")), ctx.ints([-1])),
     rows, reduction="add")
+
+
+# ---- resizing ------------------------------------------------------------------------------------
+
+
+def resize_matrix(size_in: int, size_out: int, mode: str) -> np.ndarray:
+    """(size_out, size_in): each output cell as weights of input cells, as TF 2 resizes (half-pixel
+    centres): 'linear' interpolates the two nearest cells (clamped at the edges), 'nearest' takes
+    floor((out + 0.5) * in / out), which is ONNX's half_pixel rounded half up (round_prefer_ceil:
+    floor(x + 0.5) of x = (out + 0.5) * in / out - 0.5), without the deprecated tf_half_pixel_for_nn."""
+    scale = size_in / size_out
+    m = np.zeros((size_out, size_in), np.float64)
+    for o in range(size_out):
+        if mode == "nearest":
+            m[o, min(int(np.floor((o + 0.5) * scale)), size_in - 1)] = 1.0
+            continue
+        src = (o + 0.5) * scale - 0.5
+        low = int(np.floor(src))
+        frac = src - low
+        m[o, min(max(low, 0), size_in - 1)] += 1.0 - frac
+        m[o, min(max(low + 1, 0), size_in - 1)] += frac
+    return m
+
+
+_RESIZE_MODES = {"linear": {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+                 "nearest": {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                             "nearest_mode": "round_prefer_ceil"}}
+
+
+def _resize_shape(x, sizes, axes, mode):
+    if any(x.shape[a] is None for a in axes):
+        raise ShapeError("resizing needs known sizes along the resized axes")
+    shape = list(x.shape)
+    for a, s in zip(axes, sizes):
+        shape[a] = s
+    return Aval(tuple(shape), x.dtype)
+
+
+def _resize_impl(x, sizes, axes, mode):
+    for a, s in zip(axes, sizes):
+        x = np.moveaxis(np.tensordot(resize_matrix(x.shape[a], s, mode), x, axes=(1, a)), 0, a).astype(x.dtype)
+    return x
+
+
+def _resize_rewrite(x, sizes, axes, mode):
+    """Sink a transpose below (a resize between two channels-first convs stays channels-first)."""
+    t = transposed(x)
+    if t is None:
+        return None
+    y, perm = t
+    return P.transpose(resize(y, sizes=sizes, axes=tuple(perm[a] for a in axes), mode=mode), perm=perm)
+
+
+# x resized to `sizes` along `axes` (TF's half-pixel rules, see resize_matrix): one ONNX Resize
+resize = Primitive("resize", _resize_shape, impl=_resize_impl, rewrite=_resize_rewrite)
+resize.lower = lambda ctx, x, sizes, axes, mode: ctx.op("Resize", x, "", "", ctx.ints(sizes), axes=list(axes),
+                                                         **_RESIZE_MODES[mode])
+
+
+@defvjp(resize)
+def _resize(cts, x, outputs, sizes, axes, mode):
+    """A linear map per axis: the cotangent goes back through each interpolation matrix's transpose."""
+    g = cts[0]
+    for a, s in zip(axes, sizes):
+        matrix = x.graph.const(resize_matrix(x.shape[a], s, mode).astype(np.float32))  # (out, in)
+        last = tuple(i for i in range(g.rank) if i != a) + (a,)
+        g = P.transpose(P.transpose(g, perm=last) @ matrix, perm=inverse(last))
+    return [g]
