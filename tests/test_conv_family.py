@@ -230,3 +230,39 @@ def test_written_back_to_keras_and_read_again(tmp_path, name, target):
     again = load(out)
     xs, ys = _io(name, "k2")
     assert_close(run_onnx(compiled(again.model, again.weights), xs), ys)
+
+
+# ---- training ---------------------------------------------------------------------------------------
+
+TRAINED = """
+model family_train {
+  input x: float32[8, 8, 2]
+  zero_padding2d(1)
+  depthwise_conv2d(3, strides=2, depth_multiplier=2, activation=relu)
+  separable_conv2d(4, 3, padding=same)
+  batch_normalization()
+  conv2d_transpose(3, 3, strides=2, padding=same, activation=tanh)
+  up_sampling2d(2, interpolation=bilinear)
+  cropping2d(2)
+  resizing(6, 6)
+  global_average_pooling2d()
+  dense(1)
+}
+train { loss mse  optimizer adam(learning_rate=0.02)  batch_size 16  epochs 8 }
+"""
+
+
+def test_the_family_trains():
+    """Depthwise (grouped) and transposed convs, paddings, croppings and resizes learn a target."""
+    from nnspec.data import Dataset
+    from nnspec.loader import loads
+    from nnspec.train.run import configure, train
+
+    spec = loads(TRAINED, "family_train.nn")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 2)).astype(np.float32)
+    y = x[:, 2:6, 2:6, 0].mean(axis=(1, 2))[:, None] * 4.0
+    run = train(spec, configure(spec, {"verbose": 0, "callbacks": []}), Dataset([x], [y.astype(np.float32)]), None,
+                seed=0, verbose=0, device="cpu")
+    losses = run.history.history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
