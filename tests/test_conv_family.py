@@ -1,7 +1,6 @@
 """The convolution family end to end, beyond the per-kind tables: the spec language's argument
 forms, parameter counts equal to Keras's, Keras 2 and 3 configs as they spell them, and bad
 arguments refused in one line."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -159,39 +158,18 @@ def test_a_conv_read_elsewhere_still_folds_exactly():
 # ---- files written by real Keras 2 and 3 (tests/fixtures/keras_apps) ------------------------------
 
 APPS = Path(__file__).parent / "fixtures" / "keras_apps"
-TF2ONNX = json.loads((APPS / "tf2onnx_nodes.json").read_text())
-# The layer models of this family; the networks built from them (UpSampling2D, Rescaling and
-# op layers aside, which other kinds bring).
+# The layer models of this family (test_keras_apps_convert.py converts them and the networks
+# built from them against Keras's outputs and tf2onnx's node counts).
 FAMILY = ["zero_padding1d", "zero_padding2d", "zero_padding3d", "cropping1d", "cropping2d", "cropping3d",
           "depthwise_conv1d", "depthwise_conv2d", "separable_conv1d", "separable_conv2d", "conv1d_transpose",
           "conv2d_transpose", "conv3d_transpose", "upsampling1d", "upsampling2d", "upsampling3d", "resizing",
           "center_crop"]
-NETWORKS = ["resnet_narrow", "resnet_v2_narrow", "densenet_narrow", "xception_narrow", "nasnet_narrow",
-            "mobilenet_v2", "autoencoder", "unet_tiny"]
-
-
-def _keras_files(name):
-    files = [(f"{name}.k2.h5", None, "k2"), (f"{name}.k3.keras", None, "k3"), (f"{name}.k3.h5", None, "k3"),
-             (f"{name}.k2.json", f"{name}.k2.weights.h5", "k2"), (f"{name}.k3.json", f"{name}.k3.weights.h5", "k3")]
-    return [(name, f, w, v) for f, w, v in files if (APPS / f).exists() and (w is None or (APPS / w).exists())]
 
 
 def _io(name, version):
     data = np.load(APPS / f"{name}.{version}.io.npz")
     return ([data[k] for k in sorted(k for k in data.files if k.startswith("x"))],
             [data[k] for k in sorted(k for k in data.files if k.startswith("y"))])
-
-
-@pytest.mark.parametrize("name, path, weights, version",
-                         [c for n in FAMILY + NETWORKS for c in _keras_files(n)], ids=lambda v: str(v))
-def test_real_keras_files_convert_exactly_and_lean(name, path, weights, version):
-    from onnx_support import assert_close, compiled, run_onnx
-
-    imported = load(APPS / path, APPS / weights if weights else None)
-    proto = compiled(imported.model, imported.weights)
-    xs, ys = _io(name, version)
-    assert_close(run_onnx(proto, xs), ys)
-    assert len(proto.graph.node) <= TF2ONNX[name]["nodes"]
 
 
 # tf2onnx files that are not lifted, and why.
