@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="a history JSON that nnspec train wrote, or a model in any format "
                    "convert reads")
     p.add_argument("-o", "--output", metavar="OUT.png", help="picture to write (.png, .svg or .pdf), or .dot for "
-                   "Graphviz (default: FILE with .png)")
+                   "Graphviz (default: FILE's name with .png, in the current folder)")
 
     p = sub.add_parser("train", help="train a model the way Keras fit would")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec; a Keras .h5/.keras/.json file or an .onnx "
@@ -119,11 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shuffle", action="store_true")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), help="0 silent, 1 progress bar, 2 one line per epoch")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("-o", "--output", metavar="OUT.onnx", help="trained model (default: MODEL's name + .trained.onnx); "
-                   "its weights go beside it as .npz")
+    p.add_argument("-o", "--output", metavar="OUT.onnx", help="trained model (default: MODEL's name + "
+                   ".trained.onnx, in the current folder); its weights go beside it as .npz")
     p.add_argument("--history", metavar="FILE.json", help="default: beside the output, .history.json")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="checkpoint after every epoch (default: beside the output)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep the checkpoint folder after a finished run")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted) instead of stopping")
     p.add_argument("--no-plot", action="store_true", help="do not draw the history picture beside the history JSON")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="data-parallel replicas, each on its shard "
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="loss and metrics of a model on data")
     p.add_argument("model", metavar="MODEL", help=".nn, .json or .yaml spec (with --weights), or a Keras "
                    ".h5/.keras file or an .onnx model, which bring their weights")
-    p.add_argument("--data", required=True, metavar="DATA")
+    p.add_argument("--data", metavar="DATA", help="default: the spec's data")
     p.add_argument("--weights", metavar="W.npz", help="trained weights for a spec (nnspec train writes them)")
     p.add_argument("--loss", metavar="LOSS", help="where the model's file has none (default: its train section)")
     p.add_argument("--metrics", metavar="M,...")
@@ -255,7 +256,8 @@ def _train_overrides(args) -> dict:
 def _train(args) -> int:
     from pathlib import Path
 
-    from .train.run import configure, load_data, save_results, train, trainable
+    from . import engine
+    from .train.run import save_results
     from .weights import load_weights
 
     replicas = getattr(args, "replicas", None)  # set in each replica of a --workers run
@@ -268,39 +270,38 @@ def _train(args) -> int:
 
             return launch(args)
 
-    model = trainable(args.model)
-    spec, weights = model.spec, model.weights
+    model = engine.open_model(args.model)
     for note in model.notes:
         print(f"nnspec: note: {note}", file=sys.stderr)
-    config = configure(spec, _train_overrides(args))
-    spec_dir = Path(args.model).resolve().parent
-    source = args.data or config.data
-    if source is None:
-        return _fail(f"{args.model}: no data: give --data or a `data` line in the train section")
-    data = load_data(source, spec_dir, spec, skip_bad=args.skip_bad)
-    validation = None
-    if args.validation_data or config.validation_data:
-        validation = load_data(args.validation_data or config.validation_data, spec_dir, spec,
-                               classes=data.classes, skip_bad=args.skip_bad)
-    elif not args.validation_split and not config.validation_split:
-        validation = _image_validation(source, spec_dir, spec, data, args.skip_bad)
+    config = engine.configure(model.spec, _train_overrides(args))
+    data, validation = engine.read_data(model.spec, config, args.data, args.validation_data, skip_bad=args.skip_bad)
     if config.verbose:
         for note in data.notes + (validation.notes if validation is not None else []):
             print(note)
     output = Path(args.output or Path(args.model).stem + ".trained.onnx")
     history = Path(args.history or output.with_suffix(".history.json"))
     checkpoints = Path(args.checkpoint_dir or output.with_suffix(".checkpoint"))
-    if args.weights:
-        weights = load_weights(args.weights, spec.analysis)
-    seed = config.seed if config.seed is not None else 0
-    keras_optimizer = None
-    if model.optimizer_weights and not args.weights and not args.optimizer:  # same optimizer: go on from its state
-        keras_optimizer = (model.optimizer_weights, model.keras_version)
-    run = train(spec, config, data, validation, weights, device=args.device, seed=seed, checkpoint_dir=checkpoints,
-                resume=args.resume, verbose=config.verbose, keras_optimizer=keras_optimizer, replicas=replicas)
+    weights = load_weights(args.weights, model.spec.analysis) if args.weights else None
+    try:
+        run = engine.fit(model, config, data, validation, weights=weights, device=args.device,
+                         fresh_optimizer=bool(args.weights or args.optimizer), checkpoint_dir=checkpoints,
+                         resume=args.resume, replicas=replicas)
+    except KeyboardInterrupt:
+        from .train.checkpoint import FILENAME
+
+        if (checkpoints / FILENAME).exists():
+            print(f"nnspec: interrupted; to go on from the last finished epoch: {_resume_command(args)}",
+                  file=sys.stderr)
+        else:
+            print("nnspec: interrupted before the first epoch finished (nothing to resume)", file=sys.stderr)
+        return 130
     if replicas is not None and replicas.rank:  # replica 0 writes what the run leaves behind
         return EXIT_OK
-    written = save_results(spec, run, output, history, plot=not args.no_plot)
+    written = save_results(model.spec, run, output, history, plot=not args.no_plot)
+    if not args.keep_checkpoint:
+        import shutil
+
+        shutil.rmtree(checkpoints, ignore_errors=True)
     if config.verbose:
         print(f"wrote {', '.join(str(p) for p in written)}")
     return EXIT_OK
@@ -317,18 +318,20 @@ def _distributed_flags(args) -> str | None:
     return None
 
 
-def _image_validation(source, spec_dir, spec, data, skip_bad: bool):
-    """Keras's folder layout: training on PATH/train validates on PATH/valid when there is one."""
-    from pathlib import Path
+def _resume_command(args) -> str:
+    """The `nnspec train` command that continues an interrupted run: its own flags, with --resume."""
+    import shlex
 
-    from .data import source_for_path, validation_folder
-    from .train.run import load_data
-
-    base = spec_dir
-    if isinstance(source, str):
-        source, base = source_for_path(source), Path(".")
-    valid = validation_folder(source, base)
-    return None if valid is None else load_data(valid, base, spec, classes=data.classes, skip_bad=skip_bad)
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    words = ["nnspec", "train"]
+    for action in train._actions:
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            words.append(value)
+        elif value is not None and value is not False and value != action.default and action.dest != "resume":
+            words += [action.option_strings[-1]] if value is True else [action.option_strings[-1], str(value)]
+    return shlex.join(words + ["--resume"])
 
 
 @command("tune")
@@ -342,25 +345,19 @@ def _tune(args) -> int:
 def _evaluate(args) -> int:
     from pathlib import Path
 
+    from . import engine
+    from .frontend import parse_value
     from .train.progress import format_logs
-    from .train.run import configure, evaluate, load_data, read_classes, trainable
+    from .train.run import read_classes
     from .weights import load_weights
 
-    model = trainable(args.model)
-    spec, weights = model.spec, model.weights
-    if args.weights:
-        weights = load_weights(args.weights, spec.analysis)
-    elif weights is None:
-        return _fail(f"{args.model}: a spec needs --weights (the .npz that nnspec train wrote)")
-    from .frontend import parse_value
-
-    config = configure(spec, {"batch_size": args.batch_size,
-                              "loss": parse_value(args.loss, "--loss") if args.loss else None,
-                              "metrics": parse_value(f"[{args.metrics}]", "--metrics") if args.metrics else None})
-    classes = read_classes(Path(args.weights or args.model))
-    data = load_data(args.data, Path(args.model).resolve().parent, spec, classes=classes)
-    logs = evaluate(spec, config, data, weights, device=args.device)
-    print(format_logs(logs))
+    model = engine.open_model(args.model)
+    weights = load_weights(args.weights, model.spec.analysis) if args.weights else engine.trained_weights(model)
+    config = engine.configure(model.spec, {
+        "batch_size": args.batch_size, "loss": parse_value(args.loss, "--loss") if args.loss else None,
+        "metrics": parse_value(f"[{args.metrics}]", "--metrics") if args.metrics else None})
+    data = engine.evaluation_data(model.spec, config, args.data, classes=read_classes(Path(args.weights or args.model)))
+    print(format_logs(engine.evaluate(model, config, data, weights, device=args.device)))
     return EXIT_OK
 
 
@@ -371,7 +368,7 @@ def _plot(args) -> int:
     from .plots import is_history, plot_history, plot_model, read_history
 
     path = Path(args.file)
-    output = Path(args.output or path.with_suffix(".png"))
+    output = Path(args.output or Path(path.name).with_suffix(".png"))  # -o, else the current folder
     if output.resolve() == path.resolve():
         return _fail(f"{path}: give another -o OUT.png")
     suffix = path.suffix.lower()
@@ -440,6 +437,7 @@ def _predict(args) -> int:
     from .api import InputError
     from .backends.onnx.runtime import DeviceError
     from .arrays import check_output, read_inputs
+    from .convert import model_kind
 
     if Path(args.model).suffix.lower() == ".onnx" and (args.weights or args.seed is not None):
         return _fail("--weights and --seed apply to specs; an ONNX model carries its weights")
@@ -463,6 +461,12 @@ def _predict(args) -> int:
         outputs = model.predict(inputs, batch_size=args.batch_size)
     except (InputError, DeviceError) as exc:
         return _fail(str(exc))
+    pretrained = model._spec is not None and model._spec.model.pretrained  # weights from model files
+    if model_kind(args.model) == "spec" and args.weights is None:  # said once the predictions stand
+        drawn = f"seed {args.seed}" if args.seed is not None else "a new draw each run"
+        which = "its layers outside pretrained(...) have" if pretrained else "predicting with"
+        print(f"nnspec: note: {args.model} has no trained weights: {which} random weights from their "
+              f"initializers ({drawn}); give --weights", file=sys.stderr)
     outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
     if args.show:
         from .plots import plot_predictions

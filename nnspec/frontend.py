@@ -584,7 +584,7 @@ class Frontend:
         if kind == "number":
             return number(tree.children[0])
         if kind == "string":
-            return _unquote(str(tree.children[0]))
+            return unquote(str(tree.children[0]))
         if kind in ("true", "false", "none"):
             return {"true": True, "false": False, "none": None}[kind]
         if kind == "name":
@@ -749,7 +749,7 @@ _ARITH = {
 }
 
 
-def _unquote(text: str) -> str:
+def unquote(text: str) -> str:
     """A STRING token's value, with Python's escapes (the token is a plain quoted literal)."""
     import ast
 

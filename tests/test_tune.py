@@ -76,7 +76,7 @@ def test_two_worker_processes_write_the_table_the_best_spec_its_model_and_plots(
                             "optimizer.learning_rate", "note"}
     table = result.stdout.splitlines()
     assert table[-6].split()[:3] == ["trial", "state", "val_loss"] and table[-5].split()[:2] == [rows[0]["trial"], "complete"]
-    best = (tmp_path / "r.best.nn").read_text()
+    best = (tmp_path / "r.tune" / "r.best.nn").read_text()
     assert best.startswith(f"# The best trial ({rows[0]['trial']}) of `nnspec tune` study 'r': val_loss ")
     assert format_text(best) == best and loads(best, "best.nn").space is None
     assert f"dense({rows[0]['dense.units']}, activation=tanh)" in best
@@ -250,3 +250,25 @@ def test_two_workers_share_one_study_in_postgresql(tmp_path, postgres):
     assert len({t.user_attrs["pid"] for t in trials}) == 2
     for name in ("one", "two"):
         assert len(list(csv.DictReader((tmp_path / name / "out" / "trials.csv").open()))) == len(trials)
+
+
+def test_results_go_to_the_current_folder_and_the_best_spec_trains_from_there(tmp_path):
+    """The one rule for outputs: -o decides, else the current folder; never beside the searched spec."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = write_spec(specs, epochs=2, rate="0.05")
+    spec.write_text("# A tiny regression with its width left open: `nnspec tune` searches it.\n"
+                    + spec.read_text().replace("train {\n", 'train {\n  data npz("d.npz")\n'))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_cli("tune", "../specs/r.nn", "--trials", "2", "--sampler", "grid", "--device", "cpu", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in specs.iterdir()) == ["d.npz", "r.nn"]  # nothing beside the spec
+    best = (work / "r.tune" / "r.best.nn").read_text()
+    assert "left open" not in best and best.splitlines()[1] == "# r.nn with the values of that trial; " \
+        "`nnspec train r.best.nn` trains it."
+    assert 'data             npz("../../specs/d.npz")' in best  # the data path still holds from the new folder
+    trained = run_cli("train", "r.best.nn", "--verbose", "0", "--epochs", "1", cwd=work / "r.tune")
+    assert trained.returncode == 0, trained.stderr
+    other = run_cli("tune", "../specs/r.nn", "--trials", "1", "--sampler", "grid", "-o", "elsewhere", cwd=work)
+    assert other.returncode == 0 and (work / "elsewhere" / "r.best.nn").exists(), other.stderr

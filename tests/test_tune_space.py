@@ -58,7 +58,7 @@ def test_each_search_call_is_a_parameter_named_from_the_text():
     assert {name: (p.location, p.dist.describe()) for name, p in params.items()} == {
         "width": ("1:13", "choice(32, 64)"),
         "dense.activation": ("10:27", "choice(relu, tanh)"),
-        "repeat@11:3": ("11:10", "int_range(0, 2)"),
+        "dense_1.repeat": ("11:10", "int_range(0, 2)"),
         "dense_1.units": ("12:11", "choice(8, 16)"),  # named as Keras numbers layers, whatever the count
         "dropout.enabled": ("13:5", "optional"),
         "dropout.rate": ("13:22", "uniform(0.1, 0.5)"),
@@ -78,9 +78,9 @@ def test_a_search_spec_loads_at_its_defaults():
 
 @pytest.mark.parametrize("point", [
     {},
-    {"width": 64, "repeat@11:3": 2, "dense_1.units": 16, "dropout.rate": 0.25, "extra.enabled": False,
+    {"width": 64, "dense_1.repeat": 2, "dense_1.units": 16, "dropout.rate": 0.25, "extra.enabled": False,
      "optimizer.learning_rate": 0.00123, "dense.activation": "tanh"},
-    {"repeat@11:3": 1, "dropout.enabled": False, "callbacks[0].patience": 4},
+    {"dense_1.repeat": 1, "dropout.enabled": False, "callbacks[0].patience": 4},
 ])
 def test_a_point_builds_the_model_its_filled_in_text_describes(point):
     space = loads(SPACE, "s.nn").space
@@ -92,7 +92,7 @@ def test_a_point_builds_the_model_its_filled_in_text_describes(point):
 
 def test_filled_in_text_at_a_point():
     space = loads(SPACE, "s.nn").space
-    text = space.fill_in({"width": 64, "repeat@11:3": 2, "dropout.enabled": False, "extra.enabled": False})
+    text = space.fill_in({"width": 64, "dense_1.repeat": 2, "dropout.enabled": False, "extra.enabled": False})
     assert "let width = 64\n" in text
     assert "  repeat 2 {\n    dense(8)\n  }\n" in text
     assert '  y = dense(4) -> dense(3, activation=softmax)\n' in text

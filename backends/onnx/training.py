@@ -134,7 +134,7 @@ def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int
     two graphs, gradients and then the optimizer's update (StepGraphs.update), for data-parallel replicas."""
     model = analysis.model
     if config.loss is None:
-        raise SpecError("no loss: give one in the spec's train section or with --loss")
+        raise SpecError("no loss: give one in the spec's train section, with --loss, or to compile(loss=...)")
     losses = config.loss if isinstance(config.loss, list) else [config.loss] * len(model.outputs)
     if len(targets) != len(model.outputs):
         raise SpecError(f"the data has {len(targets)} target array(s); the model has {len(model.outputs)} output(s)")

@@ -40,6 +40,11 @@ class History:
     history: dict[str, list[float]] = field(default_factory=dict)
     epochs: list[int] = field(default_factory=list)
 
+    @property
+    def epoch(self) -> list[int]:
+        """Keras's name: the epochs run, from 0."""
+        return self.epochs
+
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epochs.append(epoch)
         for k, v in logs.items():

@@ -23,26 +23,6 @@ from .batches import PREFETCH
 from .loop import History, Trainer
 
 
-@dataclass
-class Trainable:
-    """A model to train or evaluate, with what its file brings."""
-
-    spec: Spec
-    weights: Weights | None  # None: fresh from the spec's initializers
-    notes: list[str]
-    optimizer_weights: dict[str, np.ndarray] | None = None  # a Keras file's optimizer state
-    keras_version: str = ""
-
-
-def trainable(path: str) -> Trainable:
-    """What `nnspec train` and `evaluate` take: a spec (fresh weights), or a Keras file or ONNX
-    model (its weights and, for Keras, its optimizer state, to go on training from them)."""
-    from ..convert import read
-
-    source = read(path, fresh=False)
-    return Trainable(source.spec(), source.weights, source.notes, source.optimizer_weights, source.keras_version)
-
-
 def configure(spec: Spec, overrides: dict[str, Any]) -> TrainConfig:
     """The spec's train section (Keras's defaults where it has none) with command-line overrides."""
     base = spec.model.train.model_dump(exclude_unset=True) if spec.model.train else {}
@@ -95,14 +75,15 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
           weights: Weights | None = None, *, device: str = "auto", seed: int = 0,
           checkpoint_dir: Path | None = None, resume: bool = False, verbose: int = 1,
           base_dir: Path = Path("."), prefetch: int = PREFETCH, callbacks: tuple = (),
-          keras_optimizer: tuple[dict, str] | None = None, replicas=None) -> Run:
+          keras_optimizer: tuple[dict, str] | None = None,
+          optimizer_state: tuple[dict[str, np.ndarray], int] | None = None, replicas=None) -> Run:
     """`replicas`: this run is one of several data-parallel replicas (nnspec.distributed.training); replica 0
     writes the checkpoints, the others keep theirs (and their callbacks' files) in their scratch folder."""
     from ..backends.onnx.step import OnnxStep
     from ..backends.onnx.training import build
 
     if config.loss is None:
-        raise SpecError("no loss: give one in the spec's train section or with --loss")
+        raise SpecError("no loss: give one in the spec's train section, with --loss, or to compile(loss=...)")
     train_data = fit_data(spec, config, train_data)
     if not train_data.has_targets:
         raise SpecError(f"{train_data.source}: no targets (y) to train on")
@@ -133,6 +114,9 @@ def train(spec: Spec, config: TrainConfig, train_data: datasets.Data, validation
         base_dir = replicas.scratch
         checkpoint_dir = _replica_checkpoints(base_dir, checkpoint_dir, resume)
     iterations = _keras_optimizer_state(step, graphs, config, keras_optimizer, verbose) if keras_optimizer else 0
+    if optimizer_state is not None:  # an earlier run's slots and step count: training goes on from them
+        slots, iterations = optimizer_state
+        step.load_state({**step.state(), **slots})
     if checkpoint_dir is not None:  # the folder itself appears with the first checkpoint
         from .checkpoint import clear_temporaries
 
@@ -232,6 +216,13 @@ def read_classes(path: Path) -> list[str] | None:
     return names
 
 
+def as_trained(spec: Spec, config: TrainConfig):
+    """The model as it was trained (its train section holds the settings the run really used), and
+    that model's resolved JSON, which repeats the run exactly."""
+    trained = spec.model.model_copy(update={"train": config})
+    return trained, dump_json(trained)
+
+
 def save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plot: bool = True) -> list[Path]:
     """The trained model, its weights, the history (JSON and, with `plot`, a picture beside it), the
     class names (in the model's metadata and a .classes.json sidecar) and the resolved spec, written as
@@ -246,9 +237,7 @@ def _save_results(spec: Spec, run: Run, onnx_path: Path, history_path: Path, plo
     from ..onnx_file import compile_model
     from ..atomic import write_bytes
 
-    # the model as it was trained: its train section holds the settings the run really used
-    trained = spec.model.model_copy(update={"train": run.trainer.config})
-    resolved = dump_json(trained)
+    trained, resolved = as_trained(spec, run.trainer.config)
     proto = compile_model(trained, run.weights, source=resolved, path="resolved.json")
     written = [onnx_path, onnx_path.with_suffix(".npz"), history_path]
     if run.classes:

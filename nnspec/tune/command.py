@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DATA", help="training data (default: the spec's data)")
     p.add_argument("--epochs", type=_positive(int), metavar="N", help="epochs per trial (default: the spec's)")
     p.add_argument("-o", "--output", metavar="DIR", help="folder for the table, plots, best model and each trial's "
-                   "files (default: SPEC's name + .tune)")
+                   "files (default: SPEC's name + .tune, in the current folder)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--heartbeat", type=_positive(int), default=30, metavar="S", help="a worker silent for 2 S "
                    "seconds is taken for dead: its trial is marked failed and queued again (default: 30)")

@@ -2,7 +2,8 @@
 values of other parameters (a repeat count or an optional layer changes the layers built, not the
 names): a layer is known by its `name=`, the tensor it is assigned to, or its type numbered in the
 order of the text as Keras numbers layers (dense, dense_1, ...); inside a block, names start with the
-block's; a `let` by its name; a repeat by where it stands (repeat@12:3)."""
+block's; a `let` by its name; a repeat by its first layer (dense_1.repeat), or where it stands when it
+has none (repeat@12:3)."""
 from __future__ import annotations
 
 from lark import Token, Tree
@@ -36,8 +37,11 @@ def _body(body: Tree, prefix: str, namer: Namer, blocks: set[str], names: dict[i
         if stmt.data == "let_stmt":
             names[_start(stmt)] = prefix + str(stmt.children[0])
         elif stmt.data == "repeat_stmt":
-            names[_start(stmt)] = f"{prefix}repeat@{stmt.meta.line}:{stmt.meta.column}"
+            before = set(names)
             _body(stmt.children[1], prefix, namer, blocks, names)
+            inside = sorted(set(names) - before)  # named after its first layer: dense_1.repeat
+            names[_start(stmt)] = (f"{names[inside[0]]}.repeat" if inside
+                                   else f"{prefix}repeat@{stmt.meta.line}:{stmt.meta.column}")
         elif stmt.data in ("assign_stmt", "chain_stmt"):
             assigned = str(stmt.children[0]) if stmt.data == "assign_stmt" else None
             calls = [part for part in stmt.children[-1].children if part.data == "call"]

@@ -1,4 +1,4 @@
-"""One trial: the spec filled in at the trial's point, trained by nnspec.train.run.train with checkpoints in
+"""One trial: the spec filled in at the trial's point, trained by the engine (nnspec.engine) with checkpoints in
 the trial's folder; its value is the best epoch's objective, and every epoch's goes to the pruner."""
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from ..atomic import write_text
 from ..errors import SpecError
 from ..loader import Spec, load, loads
 from ..train import checkpoint
-from ..train.run import configure, load_data, save_results, train
+from .. import engine
+from ..train.run import save_results
 from .interrupt import Interrupt, StopOnInterrupt
 from .pruning import Pruning
+from .relocate import relocated
 from .settings import TOOL, Settings
 from .study import RETRY_OF, retry
 
@@ -45,17 +47,10 @@ class Objective:
                             "log_uniform(...), int_range(...) or optional(...) in it", TOOL)
         self.space = spec.space
         self.interrupt = Interrupt()
-        config = configure(spec, settings.overrides())
+        config = engine.configure(spec, settings.overrides())
         check_objective(settings.objective, config)
         # the data is read once per worker, as the spec's defaults describe it
-        spec_dir = Path(settings.spec).resolve().parent
-        source = settings.data or config.data
-        if source is None:
-            raise SpecError(f"{settings.spec}: no data: give --data or a `data` line in the train section", TOOL)
-        self.data = load_data(source, spec_dir, spec)
-        self.validation = None
-        if config.validation_data is not None:
-            self.validation = load_data(config.validation_data, spec_dir, spec, classes=self.data.classes)
+        self.data, self.validation = engine.read_data(spec, config, settings.data)
 
     def __call__(self, trial: optuna.Trial) -> float:
         point = {name: param.dist.suggest(trial, name) for name, param in self.space.params.items()}
@@ -86,16 +81,15 @@ class Objective:
     def train(self, trial: optuna.Trial, point: dict, folder: Path) -> dict[str, list[float]]:
         text = self.space.fill_in(point)
         spec = loads(text, self.settings.spec)
-        config = configure(spec, self.settings.overrides())
+        config = engine.configure(spec, self.settings.overrides())
         checkpoints = folder / "checkpoint"
         resume = (checkpoints / checkpoint.FILENAME).exists()  # a rerun of a trial that was cut off
-        run = train(spec, config, self.data, self.validation, device=self.settings.device,
-                    seed=config.seed if config.seed is not None else 0, checkpoint_dir=checkpoints, resume=resume,
-                    verbose=0, base_dir=folder,
-                    callbacks=(Pruning(trial, self.settings.objective), StopOnInterrupt(self.interrupt)))
+        run = engine.fit(engine.Trainable(spec, None), config, self.data, self.validation, device=self.settings.device,
+                         checkpoint_dir=checkpoints, resume=resume, base_dir=folder,
+                         callbacks=(Pruning(trial, self.settings.objective), StopOnInterrupt(self.interrupt)))
         if resume:
             trial.set_user_attr("resumed_at_epoch", run.trainer.start_epoch + 1)
-        write_text(folder / "spec.nn", text)
+        write_text(folder / "spec.nn", relocated(text, self.settings.spec, Path(self.settings.spec).parent, folder))
         save_results(spec, run, folder / "model.onnx", folder / "history.json", plot=False)
         shutil.rmtree(checkpoints)
         return run.history.history

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..atomic import write_bytes, write_text
+from .relocate import relocated
 from .settings import Settings
 from .space import SearchSpace
 from .study import RETRY_OF
@@ -86,6 +87,14 @@ def announce(space: SearchSpace, settings: Settings) -> Callable[[optuna.Study, 
     return callback
 
 
+def _without_header(text: str) -> str:
+    """The spec without its first comment lines, which describe the search (a plain spec replaces them)."""
+    lines = text.splitlines(keepends=True)
+    while lines and (lines[0].lstrip().startswith("#") or not lines[0].strip()):
+        lines.pop(0)
+    return "".join(lines)
+
+
 def write_report(study: optuna.Study, space: SearchSpace, settings: Settings) -> tuple[list[Path], list[str]]:
     """Print the table and write the files; returns the files written, and notes (such as where the best
     model is when another machine trained it)."""
@@ -100,8 +109,11 @@ def write_report(study: optuna.Study, space: SearchSpace, settings: Settings) ->
         return written, ["no complete trial yet: no best spec, model or plots"]
     best = study.best_trial
     header = (f"# The best trial ({best.number}) of `nnspec tune` study '{settings.study}': "
-              f"{settings.objective} {best.value:.6g}\n")
-    write_text(settings.best_spec, header + space.fill_in(best.params))
+              f"{settings.objective} {best.value:.6g}\n# {Path(settings.spec).name} with the values of that trial; "
+              f"`nnspec train {settings.best_spec.name}` trains it.\n")
+    text = relocated(_without_header(space.fill_in(best.params)), settings.spec, Path(settings.spec).parent,
+                     settings.folder)
+    write_text(settings.best_spec, header + text)
     written.append(settings.best_spec)
     notes = []
     model = Path(best.user_attrs.get("folder", "")) / "model.onnx"

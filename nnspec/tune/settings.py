@@ -36,9 +36,8 @@ class Settings:
 
     @property
     def best_spec(self) -> Path:
-        """Beside the spec, so that the paths it names (its data) still hold."""
-        spec = Path(self.spec)
-        return spec.with_name(spec.stem + ".best.nn")
+        """In the output folder, as every result (its data paths are rewritten to hold from there)."""
+        return self.folder / (Path(self.spec).stem + ".best.nn")
 
     def overrides(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "verbose": 0}
