@@ -461,11 +461,9 @@ def _predict(args) -> int:
         outputs = model.predict(inputs, batch_size=args.batch_size)
     except (InputError, DeviceError) as exc:
         return _fail(str(exc))
-    pretrained = model._spec is not None and model._spec.model.pretrained  # weights from model files
-    if model_kind(args.model) == "spec" and args.weights is None:  # said once the predictions stand
+    if model_kind(args.model) == "spec" and args.weights is None and _drawn_weights(model):  # once predictions stand
         drawn = f"seed {args.seed}" if args.seed is not None else "a new draw each run"
-        which = "its layers outside pretrained(...) have" if pretrained else "predicting with"
-        print(f"nnspec: note: {args.model} has no trained weights: {which} random weights from their "
+        print(f"nnspec: note: {args.model} has no trained weights: predicting with random weights from its "
               f"initializers ({drawn}); give --weights", file=sys.stderr)
     outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
     if args.show:
@@ -525,6 +523,13 @@ def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: li
     what = "class indices" if classes_only else "predictions"
     print(f"wrote {path} ({len(next(iter(outputs.values()))):,} {what})")
     return EXIT_OK
+
+
+def _drawn_weights(model) -> bool:
+    """Whether a spec's layers hold weights drawn from initializers (not all from pretrained(...) files)."""
+    spec = model._spec
+    from_files = {name for source in spec.model.pretrained for name in source.layers}
+    return any(info.layer.name not in from_files and info.layer.weights(info.inputs) for info in spec.analysis.layers)
 
 
 def _predict_model(args):

@@ -31,6 +31,7 @@ def test_feature_extraction_predicts_what_keras_did(tmp_path, base):
     np.save(tmp_path / "x.npy", io["x0"])
     result = run_cli("predict", spec, "-i", tmp_path / "x.npy", "-o", tmp_path / "f.npy", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "random weights" not in result.stderr  # every weight came from the file
     np.testing.assert_allclose(np.load(tmp_path / "f.npy"), io["y0"], atol=1e-5)
 
 
