@@ -2,8 +2,8 @@
 import json
 import subprocess
 import sys
-import time
 import venv
+from pathlib import Path
 
 import pytest
 
@@ -90,16 +90,14 @@ def test_version_and_help():
         assert run_cli(sub, "--help").returncode == 0
 
 
-def test_parser_checks_a_thousand_layer_spec_quickly(tmp_path):
+def test_parser_reads_a_thousand_layer_spec():
+    """Its speed is measured by bench/parse.py, not here."""
     from nnspec.loader import loads
 
     body = "\n".join(f"  dense({i % 7 + 4}, activation=relu)" for i in range(1000))
-    text = f"model big {{\n  input x: float32[16]\n{body}\n}}\n"
-    loads(text, "warm.nn")
-    start = time.perf_counter()
-    spec = loads(text, "big.nn")
+    spec = loads(f"model big {{\n  input x: float32[16]\n{body}\n}}\n", "big.nn")
     assert len(spec.model.layers) == 1000
-    assert time.perf_counter() - start < 1.0
+    assert [layer.units for layer in spec.model.layers[:8]] == [4, 5, 6, 7, 8, 9, 10, 4]
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
@@ -110,9 +108,17 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     assert build.returncode == 0, build.stderr
     wheel = next(dist.glob("nnspec-*.whl"))
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)  # dependencies come from the outer env
+    venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
-    install = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", wheel], capture_output=True, text=True)
+    # The dependencies come from the outer environment, whether it is a venv, a conda env or a system
+    # Python: its package folders go on the new venv's path as plain entries, after the venv's own
+    # site-packages (their .pth files, such as an editable nnspec, are not run).
+    inner_site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    outer = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    (Path(inner_site) / "outer_environment.pth").write_text("\n".join(outer) + "\n")
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", "--no-index",
+                              wheel], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
     where = subprocess.run([py, "-c", "import nnspec, nnspec.backends, nnspec.grammar; print(nnspec.__file__)"],
                            capture_output=True, text=True, cwd=tmp_path)
