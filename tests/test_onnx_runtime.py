@@ -3,10 +3,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from conftest import FIXTURES, ROOT
+from nnspec.backends.onnx import runtime
 from nnspec.backends.onnx.runtime import CPU, CUDA, DeviceError, Session, choose, cuda_status, physical_cores
 from onnx_support import analysis_of, assert_close, compiled, model_of, random_weights
 
 CUDA_USABLE = cuda_status()[0]
+SPECS, MNIST = ROOT / "specs", FIXTURES / "mnist"
 LAYERS = [{"type": "Conv1D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
           {"type": "MaxPooling1D"}, {"type": "LSTM", "units": 5},
           {"type": "Dense", "units": 3, "activation": "softmax"}]
@@ -26,10 +29,43 @@ def test_cpu_session(proto):
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
-def test_one_line_notice(proto, capsys):
+FAILED_CUDA = (False, "the CUDA provider could not start (libcublasLt.so.13: cannot open shared object file)")
+
+
+@pytest.fixture
+def cuda_fails(monkeypatch):
+    """A machine whose onnxruntime-gpu cannot start CUDA; the test says whether it has a GPU."""
+    monkeypatch.setattr(runtime, "cuda_status", lambda: FAILED_CUDA)
+    return lambda present: monkeypatch.setattr(runtime, "gpu_present", lambda: present)
+
+
+def test_cpu_fallback_is_said_in_one_line_where_a_gpu_is_present(proto, capsys, cuda_fails):
+    cuda_fails(True)
     Session(proto, "auto")
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nnspec: running on ")
+    assert capsys.readouterr().err.splitlines() == [f"nnspec: running on {CPU} ({FAILED_CUDA[1]})"]
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_cpu_is_no_news_without_a_gpu_or_when_asked_for(proto, capsys, cuda_fails, device):
+    cuda_fails(device == "cpu")  # --device cpu stays quiet even on a machine with a GPU
+    assert Session(proto, device).provider == CPU
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_cli_commands_say_the_fallback_only_where_a_gpu_is_present(tmp_path, capsys, cuda_fails, present):
+    from nnspec.cli import main
+
+    cuda_fails(present)
+    np.save(tmp_path / "x.npy", np.zeros((4, 28, 28), np.float32))
+    commands = [["predict", SPECS / "mnist_mlp.nn", "-i", tmp_path / "x.npy", "-o", tmp_path / "y.npy"],
+                ["train", SPECS / "mnist_mlp.nn", "--data", f"mnist('{MNIST}', stop=64)", "--epochs", "1",
+                 "--verbose", "2", "-o", tmp_path / "t.onnx"]]
+    for command in commands:
+        for device in "auto", "cpu":
+            assert main([*map(str, command), "--device", device]) == 0
+            said = [line for line in capsys.readouterr().err.splitlines() if "running on" in line]
+            assert said == ([f"nnspec: running on {CPU} ({FAILED_CUDA[1]})"] if present and device == "auto" else []), command
 
 
 @pytest.mark.skipif(CUDA_USABLE, reason="CUDA works here")

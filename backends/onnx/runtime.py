@@ -2,10 +2,13 @@
 goes in and out.
 
 onnxruntime-gpu quietly falls back to the CPU when CUDA cannot start, so the provider a session
-really got is read back from it, and said in one line on stderr with the reason.
+really got is read back from it, and said in one line on stderr with the reason: when it is CUDA,
+or when a GPU is present and CUDA still could not start (on a machine without a GPU, or with
+`--device cpu`, the CPU is no news).
 """
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import re
@@ -32,6 +35,13 @@ class DeviceError(RuntimeError):
 class Choice:
     device: str  # "cuda" or "cpu"
     reason: str
+    worth_saying: bool  # a CPU fallback is news only where a GPU is there to be missed
+
+
+def gpu_present() -> bool:
+    """Whether this machine has an NVIDIA GPU (a device node, or the driver loaded; WSL's /dev/dxg)."""
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/proc/driver/nvidia/version") \
+        or os.path.exists("/dev/dxg")
 
 
 def physical_cores() -> int:
@@ -101,15 +111,13 @@ def choose(device: str = "auto") -> Choice:
     if device not in DEVICES:
         raise DeviceError(f"unknown device '{device}'; choose one of {', '.join(DEVICES)}")
     if device == "cpu":
-        return Choice("cpu", "requested")
+        return Choice("cpu", "requested", worth_saying=False)
     usable, why = cuda_status()
     if usable:
-        return Choice("cuda", "requested" if device == "cuda" else why)
+        return Choice("cuda", "requested" if device == "cuda" else why, worth_saying=True)
     if device == "cuda":
         raise DeviceError(f"CUDA was requested but {why}")
-    return Choice("cpu", why)
-
-
+    return Choice("cpu", why, worth_saying=gpu_present())
 
 
 class Session:
@@ -130,7 +138,7 @@ class Session:
         self.provider = self.session.get_providers()[0]
         if self.choice.device == "cuda" and self.provider != CUDA:
             raise DeviceError("the CUDA provider did not start for this model")
-        if notice:
+        if notice and self.choice.worth_saying:
             print(f"nnspec: running on {self.provider} ({self.choice.reason})", file=sys.stderr)
         self.inputs = self.session.get_inputs()
         self.outputs = [o.name for o in self.session.get_outputs()]
