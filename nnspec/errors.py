@@ -87,11 +87,28 @@ class Collector:
             raise SpecError(self.diagnostics, self.path)
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment): an insertion, a deletion, a
+    substitution or a swap of two neighbouring letters each cost 1."""
+    previous2, previous = [], list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """rustc's rule: a case-insensitive match first, then close spellings."""
-    candidates = sorted(set(candidates))
-    lowered = {c.lower(): c for c in candidates}
-    if name.lower() in lowered and lowered[name.lower()] != name:
-        return f"; did you mean '{lowered[name.lower()]}'?"
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.7)
-    return f"; did you mean '{lowered[close[0]]}'?" if close else ""
+    """rustc's rule: a case-insensitive match first, then the nearest spelling within a third of
+    the name's length (at least 1), ties to the most similar (difflib's ratio: 'relux' is nearer 'relu' than 'relu6')."""
+    lowered = {c.lower(): c for c in sorted(set(candidates))}
+    key = name.lower()
+    if key in lowered and lowered[key] != name:
+        return f"; did you mean '{lowered[key]}'?"
+    limit = max(len(name), 3) // 3
+    scored = sorted((edit_distance(key, c), -difflib.SequenceMatcher(None, key, c).ratio(), c) for c in lowered)
+    return f"; did you mean '{lowered[scored[0][2]]}'?" if scored and scored[0][0] <= limit else ""

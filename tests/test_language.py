@@ -185,6 +185,8 @@ def test_shape_rules(body, shape):
     ("model m {\n  input x: float32[4]\n  dense(1, kernel_regularizer=l2(-1))\n}\n", "bad.nn:3:12",
      "kernel_regularizer: input should be greater than or equal to 0"),
     ("model m {\n  input x: floot32[4]\n}\n", "bad.nn:2:12", "unknown dtype 'floot32'; did you mean 'float32'?"),
+    ("model m {\n  input x: float32[4]\n  dense(1)\n}\ntrain {\n  optimizer adma\n}\n", "bad.nn:6:13",
+     "unknown optimizer 'adma'; did you mean 'adam'?"),
     ("model m {\n  input a: float32[4]\n  input b: float32[4]\n  dense(2)\n}\n", "bad.nn:4:3", "needs an input tensor"),
     ("model m {\n  input x: float32[4]\n  add(x)\n}\n", "bad.nn:3:3", "Add takes at least 2 input tensor(s)"),
     ("model m {\n  input x: float32[4]\n  lambda(x + y)\n}\n", "bad.nn:3:10", "unknown name 'y' in lambda"),
@@ -198,6 +200,24 @@ def test_errors_point_at_the_mistake(text, where, fragment):
     first = message.splitlines()[0]
     assert first.startswith(where + ": error: "), message
     assert fragment in message, message
+
+
+@pytest.mark.parametrize("a, b, distance", [("adma", "adam", 1), ("adma", "adamax", 2), ("", "abc", 3),
+                                             ("kitten", "sitting", 3), ("ca", "abc", 3), ("relux", "relu", 1)])
+def test_edit_distance_counts_a_swap_as_one(a, b, distance):
+    from nnspec.errors import edit_distance
+
+    assert edit_distance(a, b) == edit_distance(b, a) == distance
+
+
+@pytest.mark.parametrize("name, suggestion", [("adma", "adam"), ("Adam", "adam"), ("nadm", "nadam"),
+                                              ("sgdd", "sgd"), ("adamm", "adam"),
+                                              ("xyzzy", None), ("ad", None)])
+def test_did_you_mean_takes_the_nearest_name_within_a_third_of_its_length(name, suggestion):
+    from nnspec.errors import did_you_mean
+
+    names = ["adam", "adamax", "nadam", "adamw", "sgd", "rmsprop"]
+    assert did_you_mean(name, names) == (f"; did you mean '{suggestion}'?" if suggestion else "")
 
 
 def test_error_shows_source_line_and_caret():
