@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print the Keras-style summary table of a spec, Keras file or ONNX model")
     p.add_argument("file", metavar="FILE")
 
-    p = sub.add_parser("fmt", help="format .nn specs canonically (comments kept)")
+    p = sub.add_parser("fmt", help="format specs canonically: .nn (comments kept), JSON and YAML (keys in order)")
     p.add_argument("files", nargs="+", metavar="FILE")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted; change nothing")
@@ -195,14 +195,14 @@ def _summary(args) -> int:
 
 @command("fmt")
 def _fmt(args) -> int:
-    from .formatter import format_text
+    from .formatter import format_file_text
     from .loader import read_text
     from .atomic import write_text
 
     status = EXIT_OK
     for path in args.files:
         text = read_text(path)
-        formatted = format_text(text, path)
+        formatted = format_file_text(text, path)
         if args.check:
             if formatted != text:
                 print(f"{path}: would reformat", file=sys.stderr)

@@ -1,7 +1,14 @@
-"""`nnspec fmt`: one canonical layout for .nn text, comments kept, idempotent."""
+"""`nnspec fmt`: one canonical layout for .nn text, comments kept, idempotent; JSON and YAML
+specs are rewritten as canonical JSON/YAML with their keys in the order written."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 from lark import Lark, Token, Tree
+
+from .errors import SpecError
 
 from .syntax import _grammar_text, parse as checked_parse
 
@@ -10,6 +17,36 @@ MAX_WIDTH = 100
 # operator tree -> (symbol, precedence); unary minus binds tighter than * and looser than **
 BINARY = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "pow": ("**", 4)}
 NEG_PRECEDENCE = 3
+
+
+def format_file_text(text: str, path: str) -> str:
+    """A spec file's canonical text, by its suffix."""
+    from .loader import parse_data
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        return _json(parse_data(text, path, suffix), "", top=True) + "\n"
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = parse_data(text, path, suffix)
+        if re.search(r"(^|\s)#", text, re.MULTILINE):  # PyYAML reads comments past, so a rewrite would lose them
+            raise SpecError(f"{path}: fmt does not rewrite YAML that holds comments (they would be lost); "
+                            "format it by hand or remove the comments")
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=MAX_WIDTH)
+    return format_text(text, path)
+
+
+def _json(value: object, indent: str, top: bool = False) -> str:
+    """JSON with the top level opened up and anything below on one line where it fits."""
+    flat = json.dumps(value, ensure_ascii=False)
+    if not isinstance(value, (dict, list)) or not value or (not top and len(indent) + len(flat) <= MAX_WIDTH):
+        return flat
+    inner = indent + INDENT
+    items = ([f"{json.dumps(k, ensure_ascii=False)}: {_json(v, inner)}" for k, v in value.items()]
+             if isinstance(value, dict) else [_json(v, inner) for v in value])
+    open_, close = "{}" if isinstance(value, dict) else "[]"
+    return open_ + "\n" + ",\n".join(inner + item for item in items) + "\n" + indent + close
 
 
 def format_text(text: str, path: str = "<spec>") -> str:

@@ -49,7 +49,7 @@ def loads(text: str, path: str = "<spec>") -> Spec:
     if len(text) > MAX_SPEC_CHARS:
         raise SpecError(f"{path}: the spec has {len(text):,} characters; the limit is {MAX_SPEC_CHARS:,}")
     if suffix in (".json", ".yaml", ".yml"):
-        model = _from_data(_parse_data(text, path, suffix), path)
+        model = _from_data(parse_data(text, path, suffix), path)
     else:
         from .frontend import read_nn
 
@@ -64,7 +64,7 @@ def loads(text: str, path: str = "<spec>") -> Spec:
     return Spec(model, analysis, path, text, space)
 
 
-def _parse_data(text: str, path: str, suffix: str) -> object:
+def parse_data(text: str, path: str, suffix: str) -> object:
     errors = Collector(path, text)
     if suffix == ".json":
         try:

@@ -10,12 +10,12 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from .errors import Collector, Span
 from .limits import MAX_INT, MAX_NESTING, MAX_NUMBER_CHARS, MAX_SPEC_CHARS, MAX_STRING
 
-# What a user wrote instead of lark's terminal names.
+# What a user wrote instead of lark's terminal names, in the order an expectation lists them.
 TOKEN_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LPAR": "'('", "RPAR": "')'",
-    "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'", "COMMA": "','", "EQUAL": "'='",
-    "COLON": "':'", "SEMICOLON": "';'", "__ANON_0": "'->'", "MINUS": "'-'", "PLUS": "'+'", "STAR": "'*'",
-    "SLASH": "'/'", "TRUE": "true", "FALSE": "false", "NONE": "None", "UNKNOWN_DIM": "'?'", "$END": "end of file",
+    "COMMA": "','", "RPAR": "')'", "RSQB": "']'", "RBRACE": "'}'", "LPAR": "'('", "LSQB": "'['", "LBRACE": "'{'",
+    "EQUAL": "'='", "COLON": "':'", "SEMICOLON": "';'", "__ANON_0": "'->'", "MINUS": "'-'", "PLUS": "'+'",
+    "STAR": "'*'", "SLASH": "'/'", "UNKNOWN_DIM": "'?'", "NAME": "a name", "NUMBER": "a number",
+    "STRING": "a string", "TRUE": "true", "FALSE": "false", "NONE": "None", "$END": "end of file",
 }
 
 
@@ -100,12 +100,14 @@ def _describe(exc: UnexpectedInput, text: str) -> str:
     if isinstance(exc, UnexpectedCharacters):
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         return f"unexpected character {char!r}"
-    expected = sorted({TOKEN_WORDS.get(t, t.lower()) for t in getattr(exc, "expected", ()) or ()})
-    wanted = f"; expected {_one_of(expected)}" if expected and len(expected) <= 6 else ""
+    order = list(TOKEN_WORDS)
+    kinds = sorted(set(getattr(exc, "expected", ()) or ()), key=lambda t: (order.index(t) if t in order else len(order), t))
+    expected = [TOKEN_WORDS.get(t, t.lower()) for t in kinds]
+    wanted = _one_of(expected) if expected and len(expected) <= 6 else ""
     if isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
-        return f"unexpected end of file{wanted}"
-    token = exc.token
-    return f"unexpected {TOKEN_WORDS.get(token.type, token.type.lower())} {str(token)!r}{wanted}"
+        return f"unexpected end of file; expected {wanted}" if wanted else "unexpected end of file"
+    found = repr(str(exc.token))
+    return f"expected {wanted} before {found}" if wanted else f"unexpected {found}"
 
 
 def _one_of(words: list[str]) -> str:

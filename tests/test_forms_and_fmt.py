@@ -196,3 +196,48 @@ def test_token_soup_raises_only_spec_errors(tokens):
             format_text(text)
         except SpecError:
             pass
+
+
+SPEC_YAML = """\
+name: mlp
+inputs:
+  - {name: x, shape: [8]}
+layers:
+  - type: Dense
+    units: 16
+    activation: relu
+    kernel_regularizer: {name: l2, l2: 0.0001}
+  - {type: dropout, rate: 0.5}
+  - {type: dense, units: 3, activation: softmax}
+train: {loss: categorical_crossentropy, optimizer: {name: adam, lr: 0.01}, metrics: [accuracy]}
+"""
+
+
+@pytest.mark.parametrize("name, text", [("spec.yaml", SPEC_YAML), ("spec.json", json.dumps(DATA))])
+def test_fmt_rewrites_json_and_yaml_canonically(tmp_path, cli, name, text):
+    (tmp_path / name).write_text(text)
+    shown = cli("fmt", name, cwd=tmp_path)
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    parse = json.loads if name.endswith(".json") else yaml.safe_load
+    assert parse(shown.stdout) == DATA  # same keys in the same order, same values
+    assert list(parse(shown.stdout)) == list(DATA)
+    assert cli("fmt", "--check", name, cwd=tmp_path).returncode == 1
+    assert cli("fmt", "--write", name, cwd=tmp_path).returncode == 0
+    assert (tmp_path / name).read_text() == shown.stdout
+    assert cli("fmt", "--check", name, cwd=tmp_path).returncode == 0
+    assert cli("check", name, cwd=tmp_path).returncode == 0
+
+
+def test_fmt_json_opens_the_top_level_and_keeps_short_values_on_one_line(tmp_path, cli):
+    (tmp_path / "s.json").write_text('{"name":"mlp","inputs":[{"name":"x","shape":[8]}],"layers":[{"type":"dense","units":3}]}')
+    assert cli("fmt", "s.json", cwd=tmp_path).stdout == (
+        '{\n  "name": "mlp",\n  "inputs": [{"name": "x", "shape": [8]}],\n  "layers": [{"type": "dense", "units": 3}]\n}\n')
+
+
+def test_fmt_refuses_yaml_with_comments_in_one_line(tmp_path, cli):
+    text = SPEC_YAML.replace("layers:\n", "layers:  # the stack\n")
+    (tmp_path / "spec.yaml").write_text(text)
+    result = cli("fmt", "--write", "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "spec.yaml: fmt does not rewrite YAML that holds comments" in result.stderr
+    assert (tmp_path / "spec.yaml").read_text() == text

@@ -163,7 +163,9 @@ def test_shape_rules(body, shape):
 # ---- errors -----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, where, fragment", [
-    ("model m {\n  input x: float32[4]\n  dense(4\n}\n", "bad.nn:4:1", "unexpected '}'"),
+    ("model m {\n  input x: float32[4]\n  dense(4\n}\n", "bad.nn:4:1", "expected ',' or ')' before '}'"),
+    ("model m {\n  input x: float32[4]\n  dense(3 activation=relu)\n}\n", "bad.nn:3:11",
+     "error: expected ',' or ')' before 'activation'\n"),
     ("model m {\n  input x: float32[4]\n  dens(4)\n}\n", "bad.nn:3:3", "unknown layer 'dens'; did you mean 'dense'?"),
     ("model m {\n  input x: float32[4]\n  dense(4, activaton=relu)\n}\n", "bad.nn:3:12",
      "has no argument 'activaton'; did you mean 'activation'?"),
