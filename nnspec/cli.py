@@ -217,9 +217,9 @@ def _fmt(args) -> int:
 
 @command("schema")
 def _schema(args) -> int:
-    from .ir.model import Model
+    from .ir.schema import spec_schema
 
-    print(json.dumps(Model.model_json_schema(), indent=2))
+    print(json.dumps(spec_schema(), indent=2))
     return EXIT_OK
 
 

@@ -241,3 +241,37 @@ def test_fmt_refuses_yaml_with_comments_in_one_line(tmp_path, cli):
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert "spec.yaml: fmt does not rewrite YAML that holds comments" in result.stderr
     assert (tmp_path / "spec.yaml").read_text() == text
+
+
+def test_yaml_data_source_written_as_text_trains(tmp_path, cli):
+    """The issue's own line: `data: 'mnist("../tests/fixtures/mnist", stop=3000)'` in a spec in specs/."""
+    from conftest import FIXTURES
+
+    (tmp_path / "tests" / "fixtures").mkdir(parents=True)
+    (tmp_path / "tests" / "fixtures" / "mnist").symlink_to(FIXTURES / "mnist")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "spec.yaml").write_text("""\
+name: mlp
+inputs: [{name: image, shape: [28, 28]}]
+layers:
+  - {type: flatten}
+  - {type: dense, units: 10, activation: softmax}
+train:
+  loss: categorical_crossentropy
+  optimizer: "adam(lr=0.01)"
+  data: 'mnist("../tests/fixtures/mnist", stop=3000)'
+  verbose: 0
+""")
+    result = cli("train", "specs/spec.yaml", "-o", "out.onnx", "--no-plot", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.onnx").exists() and json.loads((tmp_path / "out.history.json").read_text())["loss"]
+    resolved = json.loads(cli("resolve", "specs/spec.yaml", cwd=tmp_path).stdout)
+    assert resolved["train"]["data"]["stop"] == 3000 and resolved["train"]["optimizer"]["learning_rate"] == 0.01
+
+
+def test_a_call_in_text_that_does_not_parse_names_its_place(tmp_path, cli):
+    (tmp_path / "spec.yaml").write_text("inputs: [{shape: [4]}]\nlayers: [{type: dense, units: 1}]\n"
+                                        "train: {data: 'mnist(\"d\", stop=)'}\n")
+    result = cli("check", "spec.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("spec.yaml: train.data: error: ")
+    assert len(result.stderr.splitlines()) == 1

@@ -95,10 +95,13 @@ class Family:
         return self.names[key]
 
     def coerce(self, value: Any) -> Any:
-        """Accept `"relu"`, `{"name": "relu"}`, Keras's `{"class_name": ..., "config": ...}` and Calls."""
+        """Accept `"relu"`, `{"name": "relu"}`, Keras's `{"class_name": ..., "config": ...}`, Calls, and
+        calls written as text in JSON/YAML (`"adam(lr=0.01)"`, `'mnist("digits", stop=3000)'`)."""
         key = self.key
         if isinstance(value, BaseModel):
             return value
+        if isinstance(value, str) and "(" in value:
+            return self.from_call(_call_in_text(value))
         if isinstance(value, str):
             return {key: self.canonical(value)}
         if isinstance(value, Call):
@@ -132,6 +135,20 @@ class Family:
     def make(self, name: str, **params: Any) -> BaseModel:
         canonical = self.canonical(name)
         return self.members[canonical](**{self.key: canonical}, **params)
+
+
+def _call_in_text(text: str) -> Call:
+    """A call written as a string, read with the .nn expression syntax; its problems as a ValueError."""
+    from ..errors import SpecError
+    from ..frontend import parse_value
+
+    try:
+        value = parse_value(text, "text")
+    except SpecError as exc:
+        raise ValueError(f"{text!r}: {exc.diagnostics[0].message}") from None
+    if not isinstance(value, Call):
+        raise ValueError(f"{text!r} is not a call such as name(arguments)")
+    return value
 
 
 # Keras spells some parameters two ways across versions; the IR keeps one.
