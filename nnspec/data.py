@@ -353,10 +353,31 @@ class ForModel(Wrapper):
         return out
 
 
-def _one_hot_wanted(source_one_hot: bool | None, loss) -> bool:
-    if source_one_hot is not None:
-        return source_one_hot
-    return loss is not None and loss.name in CATEGORICAL_LOSSES
+def _label_form(source: str, loss, one_hot: bool | None, classes: int) -> str:
+    """How class-index labels reach an output of `classes` classes: as they are ("index") or as
+    one-hot rows. The loss decides unless the source's one_hot says; a loss that cannot take
+    either is refused here, in one line with the fix, before any graph is built."""
+    if loss is None:
+        return "one_hot" if one_hot else "index"
+    sparse = loss.name.startswith("sparse")
+    if sparse and one_hot:
+        raise DataError(f"{source}: one_hot=true makes one-hot label rows, but {loss.name} takes class indices; "
+                        "drop one_hot=true or use categorical_crossentropy")
+    if sparse:
+        return "index"
+    if one_hot or (one_hot is None and loss.name in CATEGORICAL_LOSSES):
+        return "one_hot"
+    said = "one_hot=false gives" if one_hot is False else "the labels are"
+    raise DataError(f"{source}: {said} class indices, but {loss.name} compares each of the model's {classes} "
+                    "outputs with a target of the same shape; use sparse_categorical_crossentropy or "
+                    "categorical_crossentropy, or one-hot targets (one_hot=true on the data source)")
+
+
+def _check_targets_for_sparse(source: str, loss, sample: Sample, classes: int) -> None:
+    if loss is not None and loss.name.startswith("sparse") and sample.shape not in ((), (1,)):
+        form = (f"one-hot rows of {classes}" if sample.shape == (classes,) else f"of shape {sample.shape}")
+        raise DataError(f"{source}: the labels are {form}, but {loss.name} takes one class index per sample; "
+                        "use categorical_crossentropy, or give the labels as class indices")
 
 
 def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = None) -> Data:
@@ -387,9 +408,9 @@ def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = Non
     for s, out, l in zip(ys, outs, losses):
         classes = out.shape[-1] if out.shape else 1
         labels = s.dtype.kind in "iub" and (s.shape == () or s.shape == (1,))
+        _check_targets_for_sparse(data.source, l, s, classes)
         if labels and classes and classes > 1:
-            sparse = l is not None and l.name.startswith("sparse")
-            y_plan.append(("one_hot" if not sparse and _one_hot_wanted(one_hot, l) else "index", classes))
+            y_plan.append((_label_form(data.source, l, one_hot, classes), classes))
         elif s.shape == () and tuple(out.shape) == (1,):
             y_plan.append(("column", 1))
         else:
@@ -514,8 +535,6 @@ def with_preprocessing(source, template):
     if any(getattr(source, k) is not None and k in source.model_fields_set for k in PREPROCESSING):
         return source
     update = {k: getattr(template, k) for k in PREPROCESSING if k in template.model_fields_set}
-    if isinstance(source, MnistData) or isinstance(template, MnistData):
-        update.pop("one_hot", None)  # mnist's own default (one-hot) stands
     return source.model_copy(update=update) if update else source
 
 
@@ -1036,9 +1055,7 @@ def _mnist(source: MnistData, base: Path, **_) -> Dataset:
         raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
     window = slice(source.start, source.stop)
     x = images[window].astype(np.float32) / np.float32(source.normalize)
-    y = labels[window].astype(np.int64)
-    if source.one_hot:
-        y = np.eye(10, dtype=np.float32)[y]
+    y = labels[window].astype(np.int64)  # class indices: for_model shapes them for the loss
     return Dataset([x], [y], [str(d) for d in range(10)], str(folder))
 
 

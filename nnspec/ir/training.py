@@ -467,13 +467,12 @@ class ImageFolderData(_Source):
 
 
 class MnistData(_Source):
-    """MNIST IDX files (raw or .gz) in a folder; images scaled by 1/normalize, labels one-hot if asked."""
+    """MNIST IDX files (raw or .gz) in a folder; images scaled by 1/normalize, labels shaped for the loss."""
 
     name: Literal["mnist"] = "mnist"
     positional = ("path",)
     path: str
     normalize: PositiveFloat = 255.0
-    one_hot: bool | None = True
     subset: Literal["train", "t10k"] = "t10k"
     start: NonNegativeInt = 0
     stop: PositiveInt | None = None
