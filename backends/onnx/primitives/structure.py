@@ -153,16 +153,19 @@ tile.lower = lambda ctx, x, reps: ctx.op("Tile", x, ctx.ints(reps))
 
 @defvjp(tile)
 def _tile(cts, x, outputs, reps):
-    g = cts[0]
-    # (r0*d0, r1*d1, ...) -> (r0, d0, r1, d1, ...) summed over the r axes
-    split = []
-    for r, d in zip(reps, x.shape):
-        split += [r, 0 if d is None else d]
-    if None in x.shape and any(r != 1 for r, d in zip(reps, x.shape) if d is None):
+    # each tiled axis r*d -> (r, d), summed over r; an untiled axis stays whole (an unknown one, such
+    # as the batch, is copied by Reshape's 0 where it keeps its index, else taken by -1)
+    split, summed = [], []
+    for axis, (r, d) in enumerate(zip(reps, x.shape)):
+        if r != 1:
+            summed.append(len(split))
+            split += [r, d]
+        else:
+            split.append(d if d is not None else 0 if len(split) == axis else -1)
+    if None in split or split.count(-1) > 1:
         raise ShapeError("the gradient of tiling an unknown dimension is not supported")
-    g = reshape(g, shape=tuple(split))
-    g = P.reduce_sum(g, axes=tuple(range(0, 2 * x.rank, 2)), keepdims=False)
-    return [g]
+    g = reshape(cts[0], shape=tuple(split))
+    return [P.reduce_sum(g, axes=tuple(summed), keepdims=False) if summed else g]
 
 
 pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pads[i] + pads[i + x.rank]
