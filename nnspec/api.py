@@ -19,6 +19,7 @@ import onnx
 from . import engine
 from .backends.onnx.compile import analyzed, read_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
+from .data import sample_shape_for
 from .errors import SpecError
 from .ir.model import Model as IRModel
 from .ir.training import TrainConfig
@@ -303,10 +304,11 @@ class Model:
         arrays = []
         for info, a in zip(inputs, x):
             a = np.asarray(a)
-            if a.ndim != len(info.shape) or any(w not in (None, d) for w, d in zip(info.shape[1:], a.shape[1:])):
+            shape = sample_shape_for(a.shape[1:], info.shape[1:]) if a.ndim else None
+            if shape is None:
                 shown = ", ".join("None" if d is None else str(d) for d in (None, *info.shape[1:]))
                 raise InputError(f"input '{info.name}' takes arrays of shape ({shown}), got {a.shape}")
-            arrays.append(a.astype(info.dtype, copy=False))
+            arrays.append(a.reshape(len(a), *shape).astype(info.dtype, copy=False))
         if len({len(a) for a in arrays}) > 1:
             raise InputError(f"the inputs have different batch sizes: {[len(a) for a in arrays]}")
         return arrays

@@ -262,37 +262,75 @@ def _rows(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
 # ---- preprocessing the spec declares ------------------------------------------------------------------
 
 class Prepared(Wrapper):
-    """x * rescale, then (x - mean) / std; the means and deviations broadcast over the last axis."""
+    """The preprocessing a source declares: x * rescale, then (x - mean) / std (the means and
+    deviations broadcast over the last axis), then each sample reshaped; labels made binary
+    (1 for the `positive` class, else 0)."""
 
-    def __init__(self, inner: Data, rescale: float | None, mean, std):
+    def __init__(self, inner: Data, source):
         super().__init__(inner)
-        self.rescale = rescale
-        self.mean = None if mean is None else np.asarray(mean, np.float32)
-        self.std = None if std is None else np.asarray(std, np.float32)
+        self.rescale, self.reshape = source.rescale, source.reshape
+        self.mean = None if source.mean is None else np.asarray(source.mean, np.float32)
+        self.std = None if source.std is None else np.asarray(source.std, np.float32)
         if self.std is not None and (self.std <= 0).any():
-            raise DataError(f"{inner.source}: std must be positive, got {std}")
+            raise DataError(f"{inner.source}: std must be positive, got {source.std}")
+        self.positive = None if source.positive is None else self._positive_index(source.positive)
+        if self.positive is not None:
+            name = inner.classes[self.positive] if inner.classes else str(self.positive)
+            self.classes = [f"not {name}", name]
+
+    @property
+    def scales(self) -> bool:
+        return self.rescale is not None or self.mean is not None or self.std is not None
+
+    def _positive_index(self, positive: int | str) -> int:
+        if isinstance(positive, int):
+            return positive
+        if not self.inner.classes or positive not in self.inner.classes:
+            known = f"; its classes are {self.inner.classes}" if self.inner.classes else ""
+            raise DataError(f"{self.source}: positive={positive!r} is not a class of the data{known}")
+        return self.inner.classes.index(positive)
+
+    def _sample_shape(self, shape: tuple) -> tuple:
+        if self.reshape is None:
+            return shape
+        size, known = math.prod(shape), math.prod(d for d in self.reshape if d != -1)
+        if (size % known if -1 in self.reshape else size != known):
+            raise DataError(f"{self.source}: reshape={self.reshape} cannot hold samples of shape {shape} "
+                            f"({size} values)")
+        return tuple(size // known if d == -1 else d for d in self.reshape)
 
     def read_x(self, indices):
         out = []
         for x in self.inner.read_x(indices):
-            x = x.astype(np.float32)
+            if self.scales:
+                x = x.astype(np.float32)
             if self.rescale is not None:
                 x *= np.float32(self.rescale)
             if self.mean is not None:
                 x -= self.mean
             if self.std is not None:
                 x /= self.std
-            out.append(x)
+            out.append(x.reshape(len(x), *self._sample_shape(x.shape[1:])))
         return out
 
     def read_y(self, indices):
-        return self.inner.read_y(indices)
+        ys = self.inner.read_y(indices)
+        if self.positive is None:
+            return ys
+        return [(y.reshape(len(y)) == self.positive).astype(np.int64) for y in ys]
 
     def x_samples(self):
-        return [Sample(s.shape, np.dtype(np.float32)) for s in self.inner.x_samples()]
+        return [Sample(self._sample_shape(s.shape), np.dtype(np.float32) if self.scales else s.dtype)
+                for s in self.inner.x_samples()]
 
     def y_samples(self):
-        return self.inner.y_samples()
+        if self.positive is None:
+            return self.inner.y_samples()
+        for s in self.inner.y_samples():
+            if s.dtype.kind not in "iub" or s.shape not in ((), (1,)):
+                raise DataError(f"{self.source}: positive= needs class labels (one integer per sample), the "
+                                f"targets have shape {s.shape} ({s.dtype})")
+        return [Sample((), np.dtype(np.int64)) for _ in self.inner.y_samples()]
 
     def check(self):
         for s in self.inner.x_samples():
@@ -300,6 +338,8 @@ class Prepared(Wrapper):
                 if v is not None and v.ndim and (not s.shape or v.shape[-1] not in (1, s.shape[-1])):
                     raise DataError(f"{self.source}: {what} has {v.shape[-1]} values; the samples' last axis "
                                     f"has {s.shape[-1] if s.shape else 1}")
+        self.x_samples()  # a reshape or positive= that cannot apply is said here, before training
+        self.y_samples()
         self.inner.check()
 
 
@@ -390,12 +430,10 @@ def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = Non
     x_plan = []
     for s, spec in zip(xs, model.inputs):
         want, got = tuple(spec.shape), tuple(s.shape)
-        if _fits(got, want):
-            shape = None
-        elif _fits(got + (1,), want):  # (28, 28) images for a (28, 28, 1) input
-            shape = got + (1,)
-        else:
+        shape = sample_shape_for(got, want)
+        if shape is None:
             raise DataError(f"{data.source}: input '{spec.name}' expects samples of shape {want}, the data has {got}")
+        shape = None if shape == got else shape
         if spec.dtype.startswith("int") and s.dtype.kind == "f":
             raise DataError(f"{data.source}: input '{spec.name}' takes {spec.dtype} values, the data has {s.dtype}")
         x_plan.append((shape, np.dtype(spec.dtype)))
@@ -425,6 +463,17 @@ def for_model(data: Data, model, analysis, loss=None, one_hot: bool | None = Non
 
 def _fits(got: tuple, want: tuple) -> bool:
     return len(got) == len(want) and all(w is None or w == g for w, g in zip(want, got))
+
+
+def sample_shape_for(got: tuple, want: tuple) -> tuple | None:
+    """The shape samples of shape `got` take for an input of shape `want` (batch excluded): as they
+    are, or with a trailing channel of 1 added ((28, 28) images for a (28, 28, 1) input, as Keras's
+    tutorials feed them); None when they do not fit. `train` and `predict` both go through here."""
+    if _fits(got, want):
+        return got
+    if _fits(got + (1,), want):
+        return got + (1,)
+    return None
 
 
 def _check_labels(data: Data, wanted: list[tuple[int, int]]) -> None:
@@ -469,8 +518,8 @@ def load(source, base_dir: str | Path = ".", *, inputs: Sequence | None = None, 
                ir.ImageFolderData: _images, ir.XorData: _xor, ir.CirclesData: _circles, ir.CosineData: _cosine,
                ir.DigitsData: _digits}
     data = loaders[type(source)](source, base, inputs=inputs, classes=classes, skip_bad=skip_bad)
-    if source.rescale is not None or source.mean is not None or source.std is not None:
-        data = Prepared(data, source.rescale, source.mean, source.std)
+    if any(getattr(source, k) is not None for k in ("rescale", "mean", "std", "reshape", "positive")):
+        data = Prepared(data, source)
     data.one_hot = source.one_hot  # what the spec asked for the labels (None: what the loss wants)
     return data  # for_model() checks it (values, then against the model) before training
 
@@ -527,7 +576,7 @@ def load_path(path: str | Path, template=None, **kwargs) -> Data:
     return load(source, ".", **kwargs)
 
 
-PREPROCESSING = ("rescale", "mean", "std", "one_hot")
+PREPROCESSING = ("rescale", "mean", "std", "reshape", "one_hot", "positive")
 
 
 def with_preprocessing(source, template):

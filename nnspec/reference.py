@@ -67,7 +67,9 @@ def reference_markdown() -> str:
         lines += _table(family, title, lambda canonical, m: canonical)
     lines += _table(DATA_SOURCES, "Data sources", lambda canonical, m: canonical, shared=_Source,
                     note="Every source also takes rescale=none, mean=none, std=none (x * rescale, then (x - mean) / "
-                         "std, per channel for lists) and one_hot=none (labels as one-hot rows, class indices, or, "
-                         "by default, what the loss wants).")
+                         "std, per channel for lists), reshape=none (each sample's new shape, `[784]`; one -1 takes "
+                         "the rest, so `[-1]` flattens), one_hot=none (labels as one-hot rows, class indices, or, "
+                         "by default, what the loss wants) and positive=none (binary labels: 1 for this class, "
+                         "an index or a class name, else 0).")
     lines += _table(AUGMENTATIONS, "Augmentation (the `augment` setting)", lambda canonical, m: canonical)
     return "\n".join(lines).rstrip() + "\n"

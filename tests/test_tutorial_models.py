@@ -2,8 +2,9 @@
 import json
 
 import numpy as np
+import pytest
 
-from conftest import run_cli
+from conftest import FIXTURES, run_cli
 
 SEQ2SEQ = """model seq2seq {
   input x: float32[3]
@@ -26,3 +27,109 @@ def test_a_keras_model_with_repeat_vector_trains_at_batches_above_one(tmp_path):
     assert result.returncode == 0, result.stderr
     losses = json.loads((tmp_path / "t.history.json").read_text())["loss"]
     assert len(losses) == 2 and losses[1] < losses[0]
+
+
+CNN = """model cnn {
+  input image: float32[28, 28, 1]
+  conv2d(2, 3)
+  flatten()
+  dense(10, activation=softmax)
+}
+train {
+  loss sparse_categorical_crossentropy
+  verbose 0
+}
+"""
+
+
+def test_images_without_their_channel_axis_go_to_train_predict_and_model_predict_alike(tmp_path):
+    import nnspec
+
+    (tmp_path / "cnn.nn").write_text(CNN)
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 28, 28), np.float32)
+    np.save(tmp_path / "x.npy", images)
+    np.savez(tmp_path / "d.npz", x=images, y=rng.integers(0, 10, 6))
+    trained = run_cli("train", "cnn.nn", "--data", "d.npz", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    for model, weights in (("cnn.nn", ["--weights", "t.npz"]), ("t.onnx", [])):
+        predicted = run_cli("predict", model, "-i", "x.npy", *weights, "-o", f"{model}.npy", cwd=tmp_path)
+        assert predicted.returncode == 0, predicted.stderr
+    model = nnspec.load(tmp_path / "t.onnx")
+    expected = model.predict(images[..., None])
+    np.testing.assert_array_equal(model.predict(images), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "t.onnx.npy"), expected)
+    np.testing.assert_allclose(np.load(tmp_path / "cnn.nn.npy"), expected, rtol=1e-6)
+
+
+FLAT = """model flat {
+  input pixels: float32[784]
+  dense(10, activation=softmax)
+}
+train {
+  data mnist("DIGITS", stop=512, reshape=RESHAPE)
+  loss categorical_crossentropy
+  optimizer adam
+  epochs 2
+  verbose 0
+}
+"""
+
+
+@pytest.mark.parametrize("reshape", ["[784]", "[-1]"])
+def test_a_flat_input_takes_mnist_images_reshaped_on_the_data_side(tmp_path, reshape):
+    (tmp_path / "flat.nn").write_text(FLAT.replace("DIGITS", str(FIXTURES / "mnist")).replace("RESHAPE", reshape))
+    result = run_cli("train", "flat.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "t.history.json").read_text())["loss"][1] < 2.0
+
+
+def test_a_reshape_that_cannot_hold_the_samples_is_one_line(tmp_path):
+    (tmp_path / "flat.nn").write_text(FLAT.replace("DIGITS", str(FIXTURES / "mnist")).replace("RESHAPE", "[100]"))
+    result = run_cli("train", "flat.nn", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "reshape=[100] cannot hold samples of shape (28, 28) (784 values)" in result.stderr
+    assert not list(tmp_path.glob("t.*"))
+
+
+FIVES = """model five {
+  input image: float32[28, 28]
+  flatten()
+  dense(1, activation=sigmoid)
+}
+train {
+  data mnist("DIGITS", stop=1024, positive=POSITIVE)
+  loss binary_crossentropy
+  optimizer adam(learning_rate=0.01)
+  metrics [accuracy]
+  epochs 3
+  verbose 0
+}
+"""
+
+
+def test_binary_labels_from_mnist_digit_equals_five():
+    from nnspec.data import for_model, load, parse_source
+    from nnspec.loader import loads
+
+    spec = loads(FIVES.replace("DIGITS", str(FIXTURES / "mnist")).replace("POSITIVE", "5"), "five.nn")
+    data = load(spec.model.train.data)
+    fitted = for_model(data, spec.model, spec.analysis, spec.model.train.loss, one_hot=data.one_hot)
+    digits = load(parse_source(f"mnist('{FIXTURES / 'mnist'}', stop=1024)")).read_y(np.arange(1024))[0]
+    labels = fitted.read_y(np.arange(1024))[0]
+    assert labels.shape == (1024, 1) and np.array_equal(labels[:, 0], (digits == 5).astype(np.float32))
+    assert data.classes == ["not 5", "5"]
+
+
+@pytest.mark.parametrize("positive", ["5", "'5'"])  # a class index, or the class's name
+def test_a_digit_detector_trains_on_mnist(tmp_path, positive):
+    (tmp_path / "five.nn").write_text(FIVES.replace("DIGITS", str(FIXTURES / "mnist")).replace("POSITIVE", positive))
+    result = run_cli("train", "five.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "t.history.json").read_text())["accuracy"][-1] > 0.93  # above all-"not 5"
+
+
+def test_positive_needs_a_class_the_data_has(tmp_path):
+    (tmp_path / "five.nn").write_text(FIVES.replace("DIGITS", str(FIXTURES / "mnist")).replace("POSITIVE", "'five'"))
+    result = run_cli("train", "five.nn", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 2 and "positive='five' is not a class of the data" in result.stderr

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator,
+)
 
 from .base import Family, Fn
 
@@ -400,12 +402,23 @@ Floats = float | list[float]
 
 class _Source(Fn):
     """Preprocessing every source takes: x * rescale, then (x - mean) / std (per channel when lists),
-    and labels as one-hot rows (true), class indices (false) or, by default, whatever the loss wants."""
+    then each sample reshaped (`reshape=[784]`; one -1 takes what is left, so `[-1]` flattens);
+    labels as one-hot rows (true), class indices (false) or, by default, whatever the loss wants;
+    `positive`: binary labels, 1 where the class is this one (an index or a class name), else 0."""
 
     rescale: float | None = None
     mean: Floats | None = None
     std: Floats | None = None
+    reshape: list[int] | None = None
     one_hot: bool | None = None
+    positive: int | str | None = None
+
+    @field_validator("reshape")
+    @classmethod
+    def _one_free_dimension(cls, shape):
+        if shape is not None and (shape.count(-1) > 1 or any(d == 0 or d < -1 for d in shape)):
+            raise ValueError(f"reshape takes positive sizes and at most one -1, got {shape}")
+        return shape
 
 
 class NpzData(_Source):
