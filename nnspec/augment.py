@@ -1,4 +1,4 @@
-"""Keras's ImageDataGenerator transforms in numpy: random rotation, shifts, shear, zoom and flips,
+"""Keras's ImageDataGenerator transforms in numpy: random rotation, shifts, shear, zoom, channel shift and flips,
 drawn per image and applied to a batch by inverse mapping with bilinear sampling.
 
 Conventions are Keras's (keras_preprocessing's `get_random_transform` and `apply_affine_transform`):
@@ -139,7 +139,8 @@ class Augmenter:
         return {"theta": uniform(cfg.rotation_range), "tx": tx, "ty": ty, "shear": uniform(cfg.shear_range),
                 "zx": zx, "zy": zy,
                 "flip_h": (rng.random(n) < 0.5) & cfg.horizontal_flip,
-                "flip_v": (rng.random(n) < 0.5) & cfg.vertical_flip}
+                "flip_v": (rng.random(n) < 0.5) & cfg.vertical_flip,
+                "channel_shift": uniform(cfg.channel_shift_range)}  # drawn last: earlier draws stay as they were
 
     def apply(self, x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         """x: (n, h, w, c) or (n, h, w)."""
@@ -153,6 +154,11 @@ class Augmenter:
             images = warp(images.astype(np.float32), matrices, self.cfg.fill_mode, self.cfg.cval)
         else:
             images = images.copy()
+        if params["channel_shift"].any():  # Keras's apply_channel_shift: clipped to each image's own range
+            low = images.min(axis=(1, 2, 3), keepdims=True)
+            high = images.max(axis=(1, 2, 3), keepdims=True)
+            shift = params["channel_shift"].astype(np.float32)[:, None, None, None]
+            images = np.clip(images.astype(np.float32) + shift, low, high)
         images[params["flip_h"]] = images[params["flip_h"], :, ::-1]
         images[params["flip_v"]] = images[params["flip_v"], ::-1]
         return images[..., 0] if flat else images

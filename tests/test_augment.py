@@ -119,3 +119,18 @@ def test_batched_matrices_equal_one_by_one():
              rng.uniform(0.8, 1.2, 6), rng.uniform(0.8, 1.2, 6)]
     one_by_one = np.stack([affine_matrix(7, 9, *[d[i] for d in draws]) for i in range(6)])
     np.testing.assert_allclose(affine_matrices(7, 9, *draws), one_by_one, atol=1e-12)
+
+
+def test_channel_shift_adds_one_intensity_per_image_clipped_to_its_range():
+    """Keras's apply_channel_shift: x + intensity in every channel, clipped to the image's min and max."""
+    rng = np.random.default_rng(3)
+    rgb = rng.random((2, 4, 3, 3)).astype(np.float32)
+    aug = Augmenter(ImageAugmentation(channel_shift_range=0.5))
+    params = aug.draw(2, 4, 3, np.random.default_rng(0))
+    assert 0 < np.abs(params["channel_shift"]).max() <= 0.5
+    params["channel_shift"] = np.array([0.25, -0.25])
+    out = aug.apply(rgb, params)
+    for image, shifted, intensity in zip(rgb, out, (0.25, -0.25)):
+        np.testing.assert_allclose(shifted, np.clip(image + intensity, image.min(), image.max()), rtol=1e-6)
+    draws = Augmenter(ImageAugmentation(channel_shift_range=20)).draw(4000, 4, 4, np.random.default_rng(0))
+    assert np.abs(draws["channel_shift"]).max() <= 20 and np.abs(draws["channel_shift"]).max() > 19.9

@@ -189,6 +189,8 @@ def test_shape_rules(body, shape):
     ("model m {\n  input x: floot32[4]\n}\n", "bad.nn:2:12", "unknown dtype 'floot32'; did you mean 'float32'?"),
     ("model m {\n  input x: float32[4]\n  dense(1)\n}\ntrain {\n  optimizer adma\n}\n", "bad.nn:6:13",
      "unknown optimizer 'adma'; did you mean 'adam'?"),
+    ("model m {\n  input x: float32[4]\n  dense(1)\n}\ntrain {\n  augment image_data_generator(channel_shift=2)\n}\n",
+     "bad.nn:6:11", "augment: image_data_generator() has no argument 'channel_shift'; did you mean 'channel_shift_range'?"),
     ("model m {\n  input a: float32[4]\n  input b: float32[4]\n  dense(2)\n}\n", "bad.nn:4:3", "needs an input tensor"),
     ("model m {\n  input x: float32[4]\n  add(x)\n}\n", "bad.nn:3:3", "Add takes at least 2 input tensor(s)"),
     ("model m {\n  input x: float32[4]\n  lambda(x + y)\n}\n", "bad.nn:3:10", "unknown name 'y' in lambda"),

@@ -133,3 +133,27 @@ def test_positive_needs_a_class_the_data_has(tmp_path):
     (tmp_path / "five.nn").write_text(FIVES.replace("DIGITS", str(FIXTURES / "mnist")).replace("POSITIVE", "'five'"))
     result = run_cli("train", "five.nn", "-o", "t.onnx", cwd=tmp_path)
     assert result.returncode == 2 and "positive='five' is not a class of the data" in result.stderr
+
+
+AUGMENTED = """model small_cnn {
+  input image: float32[28, 28, 1]
+  conv2d(2, 3, activation=relu)
+  flatten()
+  dense(10, activation=softmax)
+}
+train {
+  data mnist("DIGITS", stop=128)
+  augment image_data_generator(rotation_range=10, channel_shift_range=0.2)
+  loss categorical_crossentropy
+  epochs 1
+  verbose 0
+}
+"""
+
+
+def test_channel_shift_range_augments_training(tmp_path):
+    (tmp_path / "aug.nn").write_text(AUGMENTED.replace("DIGITS", str(FIXTURES / "mnist")))
+    result = run_cli("train", "aug.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads((tmp_path / "t.resolved.json").read_text())
+    assert resolved["train"]["augment"]["channel_shift_range"] == 0.2

@@ -8,14 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from .base import PARAM_ALIASES, Family
-from .functions import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS
-from .layers import LAYERS, RECURRENT
 from .model import Model
-from .training import AUGMENTATIONS, CALLBACKS, DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES
+from .validation import FAMILIES
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-FAMILIES = (ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS, LAYERS, RECURRENT, AUGMENTATIONS, CALLBACKS,
-            DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES)
 CALL_IN_TEXT = r"^\s*[A-Za-z_][A-Za-z0-9_]*\s*\("  # what Family.coerce reads as a call
 
 
@@ -40,7 +36,7 @@ def _family_of(discriminator: dict[str, Any]) -> Family:
     for family in FAMILIES:
         if family.key == discriminator["propertyName"] and set(family.members) == names:
             return family
-    raise LookupError(f"no family has the members {sorted(names)}; add it to nnspec.ir.schema.FAMILIES")
+    raise LookupError(f"no family has the members {sorted(names)}; add it to nnspec.ir.validation.FAMILIES")
 
 
 def _family_forms(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:

@@ -541,7 +541,8 @@ FillMode = Literal["nearest", "constant", "reflect", "wrap"]
 class ImageAugmentation(Fn):
     """Keras's ImageDataGenerator transforms, drawn per image and applied to training batches only:
     rotation in degrees, shifts as fractions of the size (< 1) or pixels, shear in degrees, zoom
-    as [1 - z, 1 + z] or [lo, hi], flips; points mapped from outside the image follow fill_mode."""
+    as [1 - z, 1 + z] or [lo, hi], a channel shift (one intensity in [-c, c] per image added to every
+    channel, clipped to the image's range), flips; points mapped from outside the image follow fill_mode."""
 
     name: Literal["image_data_generator"] = "image_data_generator"
     aliases = ("ImageDataGenerator", "augment", "image_augmentation")
@@ -550,6 +551,7 @@ class ImageAugmentation(Fn):
     height_shift_range: NonNegativeFloat = 0.0
     shear_range: NonNegativeFloat = 0.0
     zoom_range: NonNegativeFloat | tuple[PositiveFloat, PositiveFloat] = 0.0
+    channel_shift_range: NonNegativeFloat = 0.0
     horizontal_flip: bool = False
     vertical_flip: bool = False
     fill_mode: FillMode = "nearest"

@@ -6,11 +6,12 @@ from pydantic import BaseModel, ValidationError
 from ..errors import did_you_mean
 from .base import Family
 from .functions import ACTIVATIONS, CONSTRAINTS, INITIALIZERS, REGULARIZERS
-from .layers import LAYERS
-from .training import CALLBACKS, DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, TrainConfig
+from .layers import LAYERS, RECURRENT
+from .training import AUGMENTATIONS, CALLBACKS, DATA_SOURCES, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, TrainConfig
 
-FAMILIES: list[Family] = [LAYERS, ACTIVATIONS, INITIALIZERS, REGULARIZERS, CONSTRAINTS, LOSSES, METRICS,
-                          OPTIMIZERS, SCHEDULES, CALLBACKS, DATA_SOURCES]
+# every family of the IR (messages name their members, the JSON Schema opens them up)
+FAMILIES: list[Family] = [LAYERS, RECURRENT, ACTIVATIONS, INITIALIZERS, REGULARIZERS, CONSTRAINTS, LOSSES, METRICS,
+                          OPTIMIZERS, SCHEDULES, CALLBACKS, DATA_SOURCES, AUGMENTATIONS]
 _TAGGED: dict[str, type[BaseModel]] = {}
 for _family in FAMILIES:
     _TAGGED.update(_family.members)
