@@ -157,3 +157,36 @@ def test_channel_shift_range_augments_training(tmp_path):
     assert result.returncode == 0, result.stderr
     resolved = json.loads((tmp_path / "t.resolved.json").read_text())
     assert resolved["train"]["augment"]["channel_shift_range"] == 0.2
+
+
+BOARD = """model board {
+  input x: float32[2]
+  dense(3, activation=tanh)
+  dense(1, activation=sigmoid)
+}
+train {
+  data xor(repeat=4)
+  loss binary_crossentropy
+  epochs 2
+  verbose 0
+  callbacks [tensorboard("tb", histogram_freq=1, write_graph=true, write_images=true)]
+}
+"""
+
+
+def test_tensorboard_writes_the_graph_and_weight_images(tmp_path):
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    from nnspec.train.callbacks import weight_image
+
+    (tmp_path / "board.nn").write_text(BOARD)
+    result = run_cli("train", "board.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == "", result.stderr + result.stdout
+    logs = ea.EventAccumulator(str(tmp_path / "tb" / "train"), size_guidance={ea.IMAGES: 0}).Reload()
+    assert [node.op for node in logs.Graph().node if node.op != "Variable"] == ["Gemm", "Tanh", "Gemm", "Sigmoid"]
+    # dense_1's bias is one number: squeezed to a scalar, which Keras does not draw either
+    assert sorted(logs.Tags()["images"]) == ["dense/bias/image", "dense/kernel/image", "dense_1/kernel/image"]
+    kernel = logs.Images("dense/kernel/image")
+    assert [e.step for e in kernel] == [0, 1] and (kernel[0].height, kernel[0].width) == (2, 3)
+    assert weight_image(np.zeros((3, 3, 2, 4))).shape == (4, 3, 3, 1)  # a convolution: one image per filter
+    assert weight_image(np.zeros((5, 2))).shape == (1, 2, 5, 1) and weight_image(np.zeros((2, 2, 2, 2))) is None

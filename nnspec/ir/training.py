@@ -259,6 +259,12 @@ class _Optimizer(Fn):
     global_clipnorm: PositiveFloat | None = None
     decay: NonNegativeFloat = 0.0  # Keras 2: lr / (1 + decay * iterations)
 
+    @field_validator("epsilon", mode="before", check_fields=False)
+    @classmethod
+    def _default_epsilon(cls, value, info):
+        """Keras 2's `Adam(epsilon=None)` meant its default, K.epsilon() (1e-7)."""
+        return cls.model_fields[info.field_name].default if value is None else value
+
 
 class SGD(_Optimizer):
     name: Literal["sgd"] = "sgd"
@@ -376,6 +382,8 @@ class TensorBoard(Fn):
     positional = ("log_dir",)
     log_dir: str = "logs"
     histogram_freq: NonNegativeInt = 0
+    write_graph: bool = True
+    write_images: bool = False  # with histogram_freq, as in Keras
 
 
 class TerminateOnNaN(Fn):

@@ -2,9 +2,12 @@
 checkpoint can save and restore it."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -189,8 +192,9 @@ class TensorBoard(Callback):
     """Keras's TensorBoard callback: event files that `tensorboard --logdir LOG_DIR` opens. Scalars per
     epoch as Keras names them (epoch_loss, epoch_accuracy, ...) in LOG_DIR/train and, for validation,
     under the same names in LOG_DIR/validation, so TensorBoard draws both on one chart; the learning
-    rate as epoch_learning_rate; with histogram_freq N, a histogram of every weight each N epochs.
-    Written with tensorboardX (pure Python, no TensorFlow); a resumed run drops what the killed one
+    rate as epoch_learning_rate; with histogram_freq N, a histogram of every weight each N epochs (and
+    with write_images, each weight drawn as an image, as Keras draws it); with write_graph (Keras's
+    default), the inference model's ONNX graph in the Graphs tab. Written with tensorboardX (pure Python, no TensorFlow); a resumed run drops what the killed one
     wrote after its checkpoint."""
 
     def __init__(self, cfg: spec.TensorBoard, base_dir: Path):
@@ -212,7 +216,13 @@ class TensorBoard(Callback):
         return self.writers[name]
 
     def on_train_begin(self):
-        self._writer("train")
+        train = self._writer("train")
+        if self.cfg.write_graph and not self.trainer.resumed:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "model.onnx"
+                self.trainer.save(path)
+                with contextlib.redirect_stdout(io.StringIO()):  # tensorboardX prints every node's name
+                    train.add_onnx_graph(str(path))
 
     def on_epoch_end(self, epoch, logs):
         train = self._writer("train")
@@ -225,6 +235,9 @@ class TensorBoard(Callback):
         if self.cfg.histogram_freq and (epoch + 1) % self.cfg.histogram_freq == 0:
             for tag, values in self._weights():
                 train.add_histogram(tag, values, epoch)
+                image = weight_image(values) if self.cfg.write_images else None
+                if image is not None:
+                    train.add_images(f"{tag}/image", image, epoch, dataformats="NHWC")
         for writer in self.writers.values():
             writer.flush()
 
@@ -241,6 +254,20 @@ class TensorBoard(Callback):
         for writer in self.writers.values():
             writer.close()
         self.writers = {}
+
+
+def weight_image(weight: np.ndarray) -> np.ndarray | None:
+    """A weight as Keras's TensorBoard draws it (NHWC, values in [0, 1] shown, the rest clipped): a bias
+    as a column, a kernel as a matrix with its longer side down, a convolution's kernels one image per
+    filter; None for what Keras does not draw."""
+    w = np.squeeze(weight)
+    if w.ndim == 1:
+        w = w.reshape(1, len(w), 1, 1)
+    elif w.ndim == 2:
+        w = (w.T if w.shape[0] > w.shape[1] else w)[None, ..., None]
+    elif w.ndim == 3:
+        w = np.transpose(w, (2, 0, 1))[..., None]
+    return w if w.ndim == 4 and w.shape[-1] in (1, 3, 4) else None
 
 
 def build(configs: list, base_dir: Path) -> list[Callback]:
