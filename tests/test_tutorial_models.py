@@ -188,5 +188,5 @@ def test_tensorboard_writes_the_graph_and_weight_images(tmp_path):
     assert sorted(logs.Tags()["images"]) == ["dense/bias/image", "dense/kernel/image", "dense_1/kernel/image"]
     kernel = logs.Images("dense/kernel/image")
     assert [e.step for e in kernel] == [0, 1] and (kernel[0].height, kernel[0].width) == (2, 3)
-    assert weight_image(np.zeros((3, 3, 2, 4))).shape == (4, 3, 3, 1)  # a convolution: one image per filter
+    assert weight_image(np.zeros((3, 2, 4))).shape == (4, 3, 2, 1)  # a Conv1D kernel: one image per filter
     assert weight_image(np.zeros((5, 2))).shape == (1, 2, 5, 1) and weight_image(np.zeros((2, 2, 2, 2))) is None
