@@ -190,3 +190,14 @@ def test_tensorboard_writes_the_graph_and_weight_images(tmp_path):
     assert [e.step for e in kernel] == [0, 1] and (kernel[0].height, kernel[0].width) == (2, 3)
     assert weight_image(np.zeros((3, 2, 4))).shape == (4, 3, 2, 1)  # a Conv1D kernel: one image per filter
     assert weight_image(np.zeros((5, 2))).shape == (1, 2, 5, 1) and weight_image(np.zeros((2, 2, 2, 2))) is None
+
+
+def test_keras_2s_adam_epsilon_none_means_the_default(tmp_path):
+    (tmp_path / "e.nn").write_text(BOARD.replace("  callbacks", "  optimizer Adam(lr=0.01, epsilon=None)\n  # callbacks"))
+    result = run_cli("train", "e.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    optimizer = json.loads((tmp_path / "t.resolved.json").read_text())["train"]["optimizer"]
+    assert optimizer["name"] == "adam" and optimizer["epsilon"] == 1e-7 and optimizer["learning_rate"] == 0.01
+    (tmp_path / "e.json").write_text(json.dumps({"inputs": [{"shape": [2]}], "layers": [{"type": "dense", "units": 1}],
+                                                 "train": {"optimizer": {"name": "rmsprop", "epsilon": None}}}))
+    assert run_cli("check", "e.json", cwd=tmp_path).returncode == 0

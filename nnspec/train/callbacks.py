@@ -258,7 +258,7 @@ class TensorBoard(Callback):
 
 def weight_image(weight: np.ndarray) -> np.ndarray | None:
     """A weight as Keras's TensorBoard draws it (NHWC, values in [0, 1] shown, the rest clipped): a bias
-    as a row, a kernel as a matrix with its longer side across, a 3-d kernel one image per filter, a
+    as a column, a kernel as a matrix with its longer side across, a 3-d kernel one image per filter, a
     4-d one as it is when its last axis can be channels; None for what Keras does not draw."""
     w = np.squeeze(weight)
     if w.ndim == 1:
