@@ -72,6 +72,10 @@ class Data:
     def read_y(self, indices: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def read_weights(self, indices: np.ndarray) -> np.ndarray | None:
+        """The samples' loss weights (a source's sample_weight), or None where all weigh 1."""
+        return None
+
     @property
     def has_targets(self) -> bool:
         return bool(self.y_samples())
@@ -171,6 +175,9 @@ class Subset(Data):
     def read_y(self, indices):
         return self.inner.read_y(self.indices[indices])
 
+    def read_weights(self, indices):
+        return self.inner.read_weights(self.indices[indices])
+
     def x_samples(self):
         return self.inner.x_samples()
 
@@ -193,6 +200,9 @@ class Wrapper(Data):
 
     def __len__(self):
         return len(self.inner)
+
+    def read_weights(self, indices):
+        return self.inner.read_weights(indices)
 
     def rewrap(self, inner: Data) -> "Wrapper":
         clone = object.__new__(type(self))
@@ -221,6 +231,7 @@ class Dataset(Data):
     ys: list[np.ndarray]  # one array per model output (none for inputs only)
     classes: list[str] | None = None  # label names, where the source had them (CSV categories)
     source: str = ""
+    weights: np.ndarray | None = None  # one loss weight per sample (sample_weight)
 
     def __post_init__(self):
         self.notes = []
@@ -234,6 +245,9 @@ class Dataset(Data):
     def read_y(self, indices):
         return [_rows(y, indices) for y in self.ys]
 
+    def read_weights(self, indices):
+        return None if self.weights is None else _rows(self.weights, indices).reshape(len(indices))
+
     def x_samples(self):
         return [Sample(x.shape[1:], x.dtype) for x in self.xs]
 
@@ -241,7 +255,8 @@ class Dataset(Data):
         return [Sample(y.shape[1:], y.dtype) for y in self.ys]
 
     def take(self, index) -> "Dataset":
-        return Dataset([x[index] for x in self.xs], [y[index] for y in self.ys], self.classes, self.source)
+        return Dataset([x[index] for x in self.xs], [y[index] for y in self.ys], self.classes, self.source,
+                       None if self.weights is None else self.weights[index])
 
     def check(self) -> None:
         n = len(self)
@@ -250,6 +265,15 @@ class Dataset(Data):
                 if len(a) != n:
                     raise DataError(f"{self.source}: {_name(kind, i, len(arrays))} has {len(a)} samples, "
                                     f"{_name('x', 0, len(self.xs))} has {n}")
+        if self.weights is not None:
+            w = self.weights
+            if len(w) != n or w.shape[1:] not in ((), (1,)) or w.dtype.kind not in "fiub":
+                raise DataError(f"{self.source}: sample_weight must be one number per sample ({n}), "
+                                f"got shape {w.shape} ({w.dtype})")
+            bad = ~np.isfinite(w.reshape(n)) | (w.reshape(n) < 0)
+            if bad.any():
+                raise DataError(f"{self.describe(int(np.argmax(bad)))}: sample_weight "
+                                f"{w.reshape(n)[np.argmax(bad)]} is not a finite number >= 0")
         super().check()
 
 
@@ -517,6 +541,9 @@ def load(source, base_dir: str | Path = ".", *, inputs: Sequence | None = None, 
     loaders = {NpzData: _npz, NpyData: _npy, CsvData: _csv, MnistData: _mnist, ir.Hdf5Data: _hdf5,
                ir.ImageFolderData: _images, ir.XorData: _xor, ir.CirclesData: _circles, ir.CosineData: _cosine,
                ir.DigitsData: _digits}
+    if source.sample_weight is not None and type(source) not in (NpzData, NpyData, CsvData):
+        raise DataError(f"{source.name}(): sample_weight names an array of npz, a file of npy or a column of csv "
+                        "data; this source has none")
     data = loaders[type(source)](source, base, inputs=inputs, classes=classes, skip_bad=skip_bad)
     if any(getattr(source, k) is not None for k in ("rescale", "mean", "std", "reshape", "positive")):
         data = Prepared(data, source)
@@ -605,7 +632,13 @@ def _npz(source: NpzData, base: Path, **_) -> Dataset:
     arrays, compressed = _open_npz(path)
     xs = _numbered(arrays, "x", path)
     ys = _numbered(arrays, "y", path, required=False)
-    data = Dataset(xs, ys, source=str(path))
+    weights = None
+    if source.sample_weight is not None:
+        if source.sample_weight not in arrays:
+            raise DataError(f"{path}: no array '{source.sample_weight}' for sample_weight"
+                            f"{did_you_mean(source.sample_weight, arrays) or f'; it has {sorted(arrays)}'}")
+        weights = arrays[source.sample_weight]
+    data = Dataset(xs, ys, source=str(path), weights=weights)
     if compressed:
         data.notes.append(f"{path}: compressed members ({', '.join(compressed)}) were read into memory; "
                           "np.savez (uncompressed) files are memory-mapped")
@@ -700,7 +733,8 @@ def _npy(source: NpyData, base: Path, **_) -> Dataset:
         except OSError as exc:
             raise DataError(f"{path}: not a .npy array ({exc})") from None
 
-    return Dataset([one(source.x)], [one(source.y)] if source.y else [], source=str(base / source.x))
+    return Dataset([one(source.x)], [one(source.y)] if source.y else [], source=str(base / source.x),
+                   weights=one(source.sample_weight) if source.sample_weight else None)
 
 
 # ---- CSV --------------------------------------------------------------------------------------------------
@@ -727,20 +761,21 @@ def _csv(source: CsvData, base: Path, classes: list[str] | None = None, **_) -> 
         raise DataError(f"{path}: empty file")
     header, body = rows[0], rows[1:]
     labels = [source.labels] if isinstance(source.labels, str) else list(source.labels)
-    features = source.features or [c for c in header if c not in labels]
-    for column in features + labels:
+    weight = [source.sample_weight] if source.sample_weight else []
+    features = source.features or [c for c in header if c not in labels + weight]
+    for column in features + labels + weight:
         if column not in header:
             hint = did_you_mean(column, header) or f"; the header has {', '.join(header)}"
             raise DataError(f"{path}: no column '{column}'{hint}")
     if not body:
         raise DataError(f"{path}: no data rows after the header")
     index = {c: i for i, c in enumerate(header)}
-    x = np.empty((len(body), len(features)), np.float32)
+    x = np.empty((len(body), len(features + weight)), np.float32)
     raw_labels = []
     for r, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise DataError(f"{path}:{r}: {len(row)} fields, the header has {len(header)}")
-        for j, column in enumerate(features):
+        for j, column in enumerate(features + weight):
             text = row[index[column]]
             try:
                 value = float(text)
@@ -752,6 +787,8 @@ def _csv(source: CsvData, base: Path, classes: list[str] | None = None, **_) -> 
             x[r - 2, j] = value
         raw_labels.append([row[index[c]] for c in labels])
     y, names = _labels(raw_labels, path, labels, classes)
+    if weight:
+        return Dataset([x[:, :-1]], [y], names, str(path), x[:, -1])
     return Dataset([x], [y], names, str(path))
 
 

@@ -201,3 +201,75 @@ def test_keras_2s_adam_epsilon_none_means_the_default(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps({"inputs": [{"shape": [2]}], "layers": [{"type": "dense", "units": 1}],
                                                  "train": {"optimizer": {"name": "rmsprop", "epsilon": None}}}))
     assert run_cli("check", "e.json", cwd=tmp_path).returncode == 0
+
+
+LINE = """model line {
+  input x: float32[2]
+  dense(1)
+}
+train {
+  loss mse
+  optimizer sgd(learning_rate=1e-9)
+  batch_size 8
+  shuffle false
+  verbose 0
+}
+"""
+
+
+@pytest.mark.parametrize("form", ["npz", "csv"])
+def test_sample_weight_from_the_data_weights_the_loss_as_keras_does(tmp_path, form):
+    """Keras's sum_over_batch_size: sum(w * loss) / batch size (a step of 1e-9 leaves the weights as they were)."""
+    import nnspec
+
+    (tmp_path / "line.nn").write_text(LINE)
+    rng = np.random.default_rng(0)
+    x, y, w = rng.random((8, 2), np.float32), rng.random((8, 1), np.float32), np.arange(8, dtype=np.float32)
+    if form == "npz":
+        np.savez(tmp_path / "d.npz", x=x, y=y, w=w)
+        data = 'npz("d.npz", sample_weight=w)'
+    else:
+        rows = "\n".join(f"{a},{b},{c},{d}" for (a, b), (c,), d in zip(x, y, w))
+        (tmp_path / "d.csv").write_text("a,b,target,weight\n" + rows + "\n")
+        data = 'csv("d.csv", labels=target, sample_weight=weight)'
+    result = run_cli("train", "line.nn", "--data", data, "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    loss = json.loads((tmp_path / "t.history.json").read_text())["loss"][0]
+    predicted = nnspec.load(tmp_path / "t.onnx").predict(x)
+    assert loss == pytest.approx(float(np.sum(w * ((predicted - y) ** 2)[:, 0]) / 8), rel=1e-5)
+    unweighted = float(np.mean((predicted - y) ** 2))
+    assert abs(loss - unweighted) > 1e-3  # the weights changed the loss
+
+
+def test_sample_weight_naming_no_array_is_one_line(tmp_path):
+    (tmp_path / "line.nn").write_text(LINE)
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2), np.float32), y=np.zeros((4, 1), np.float32),
+             weights=np.ones(4, np.float32))
+    result = run_cli("train", "line.nn", "--data", 'npz("d.npz", sample_weight=weight)', "-o", "t.onnx",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "d.npz: no array 'weight' for sample_weight; did you mean 'weights'?" in result.stderr
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 2), np.float32), y=np.zeros((4, 1), np.float32),
+             weight=-np.ones(4, np.float32))
+    result = run_cli("train", "line.nn", "--data", 'npz("d.npz", sample_weight=weight)', "-o", "t.onnx",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "sample_weight -1.0 is not a finite number >= 0" in result.stderr
+
+
+def test_validation_steps_limits_validation_to_its_first_batches(tmp_path):
+    import nnspec
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((8, 2), np.float32), rng.random((8, 1), np.float32)
+    vx, vy = rng.random((8, 2), np.float32), rng.random((8, 1), np.float32) * 4
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.savez(tmp_path / "v.npz", x=vx, y=vy)
+    spec = LINE.replace("batch_size 8", "batch_size 2\n  data npz(\"d.npz\")\n  validation_data npz(\"v.npz\")")
+    (tmp_path / "line.nn").write_text(spec.replace("verbose 0", "verbose 0\n  validation_steps 1"))
+    result = run_cli("train", "line.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    val_loss = json.loads((tmp_path / "t.history.json").read_text())["val_loss"][0]
+    predicted = nnspec.load(tmp_path / "t.onnx").predict(vx)
+    squared = (predicted - vy)[:, 0] ** 2
+    assert val_loss == pytest.approx(float(squared[:2].mean()), rel=1e-5)  # one batch of 2
+    assert abs(val_loss - float(squared.mean())) > 1e-3

@@ -412,7 +412,8 @@ class _Source(Fn):
     """Preprocessing every source takes: x * rescale, then (x - mean) / std (per channel when lists),
     then each sample reshaped (`reshape=[784]`; one -1 takes what is left, so `[-1]` flattens);
     labels as one-hot rows (true), class indices (false) or, by default, whatever the loss wants;
-    `positive`: binary labels, 1 where the class is this one (an index or a class name), else 0."""
+    `positive`: binary labels, 1 where the class is this one (an index or a class name), else 0;
+    `sample_weight`: Keras's per-sample loss weights, from the source's array (npz), file (npy) or column (csv)."""
 
     rescale: float | None = None
     mean: Floats | None = None
@@ -420,6 +421,7 @@ class _Source(Fn):
     reshape: list[int] | None = None
     one_hot: bool | None = None
     positive: int | str | None = None
+    sample_weight: str | None = None
 
     @field_validator("reshape")
     @classmethod
@@ -584,6 +586,7 @@ class TrainConfig(BaseModel):
     steps_per_epoch: PositiveInt | None = None
     validation_split: float = Field(0.0, ge=0.0, lt=1.0)
     validation_data: DataSource | None = None
+    validation_steps: PositiveInt | None = None  # validation batches per epoch (default: all)
     shuffle: bool = True
     class_weight: dict[int, NonNegativeFloat] | None = None
     callbacks: list[Callback] = []

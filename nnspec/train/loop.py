@@ -139,7 +139,7 @@ class Trainer:
             batches.close()
             self.wait_s += batches.wait_s
             if validation is not None and len(validation):
-                val = self.evaluate(validation)
+                val = self.evaluate(validation, steps=cfg.validation_steps)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             progress.epoch_end(logs)
             self.history.append(epoch, logs)
@@ -165,18 +165,21 @@ class Trainer:
             xs, ys = train.batch(idx)
             if self.augment is not None:
                 xs = self.augment(xs, epoch, b)
-            return xs, ys, sample_weights(ys, cfg.class_weight)
+            return xs, ys, sample_weights(ys, cfg.class_weight, train.read_weights(idx))
         return prepare
 
-    def evaluate(self, data: Data, batch_size: int | None = None) -> dict[str, float]:
+    def evaluate(self, data: Data, batch_size: int | None = None, steps: int | None = None) -> dict[str, float]:
+        """Loss and metrics over `data`, or over its first `steps` batches (Keras's validation_steps)."""
         batch_size = batch_size or self.config.batch_size
         loss_sum, count, sums = 0.0, 0, None
 
         def prepare(b: int):
-            xs, ys = data.batch(np.arange(b * batch_size, min((b + 1) * batch_size, len(data))))
-            return xs, ys, sample_weights(ys, None)
+            idx = np.arange(b * batch_size, min((b + 1) * batch_size, len(data)))
+            xs, ys = data.batch(idx)
+            return xs, ys, sample_weights(ys, None, data.read_weights(idx))
 
-        for xs, ys, weights in Batches(prepare, math.ceil(len(data) / batch_size), self.prefetch):
+        batches = math.ceil(len(data) / batch_size)
+        for xs, ys, weights in Batches(prepare, min(batches, steps or batches), self.prefetch):
             loss, stats = self.step.evaluate(xs, ys, weights)
             n = len(weights)
             loss_sum += loss * n
