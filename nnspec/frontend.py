@@ -11,7 +11,7 @@ from lark import Token, Tree
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import Collector, SpecError, Span, did_you_mean
-from .ir.base import Call
+from .ir.base import Call, _snake
 from .ir.expr import from_tree as expr_from_tree, to_text as expr_to_text
 from .ir.functions import ACTIVATIONS
 from .ir.layers import LAYERS, AnyLayer, Layer
@@ -524,8 +524,10 @@ class Frontend:
     def define_block(self, stmt: Tree, scope: Scope) -> None:
         name_token, *params, body = stmt.children
         name = str(name_token)
-        if name in LAYERS.names or name in ACTIVATIONS.names:
-            self.errors.error(f"block '{name}' has the name of a built-in layer; choose another", self.span(name_token))
+        reserved = _reserved_layer_name(name)
+        if reserved is not None:
+            self.errors.error(f"block '{name}' has the name of the built-in layer {reserved}; choose another (a block "
+                              "may take a layer's alias, such as 'fc', and then hides it)", self.span(name_token))
             return
         if name in (*SEARCH_VALUES, OPTIONAL):
             self.errors.error(f"block '{name}' has the name of a search space; choose another", self.span(name_token))
@@ -779,6 +781,16 @@ def _n_outputs(layer: Layer) -> list:
     if getattr(layer, "return_state", False):
         return [0] * (1 + layer.n_states)
     return [0]
+
+
+def _reserved_layer_name(name: str) -> str | None:
+    """The built-in layer or activation whose own name (its Keras name or that name in snake_case) is
+    `name`, or None. Blocks may take any other spelling, an alias like `fc`, and hide the built-in."""
+    for family in (LAYERS, ACTIVATIONS):
+        canonical = family.names.get(name)
+        if canonical is not None and name in (canonical, _snake(canonical)):
+            return canonical
+    return None
 
 
 def parse_value(text: str, origin: str) -> Any:

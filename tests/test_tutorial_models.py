@@ -273,3 +273,39 @@ def test_validation_steps_limits_validation_to_its_first_batches(tmp_path):
     squared = (predicted - vy)[:, 0] ** 2
     assert val_loss == pytest.approx(float(squared[:2].mean()), rel=1e-5)  # one batch of 2
     assert abs(val_loss - float(squared.mean())) > 1e-3
+
+
+FC_BLOCK = """block fc(units, rate=0.1) {
+  dense(units, activation=relu)
+  dropout(rate)
+}
+model xor_net {
+  input x: float32[2]
+  fc(8)
+  fc(8, rate=0.0)
+  dense(1, activation=sigmoid)
+}
+train {
+  data xor(repeat=8)
+  loss binary_crossentropy
+  optimizer adam(learning_rate=0.05)
+  epochs 3
+  verbose 0
+}
+"""
+
+
+def test_a_block_may_take_a_layer_alias_and_hides_it(tmp_path):
+    (tmp_path / "fc.nn").write_text(FC_BLOCK)
+    summary = run_cli("summary", "fc.nn", cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stdout.count("(Dense)") == 3 and summary.stdout.count("(Dropout)") == 2  # the block, not Dense
+    result = run_cli("train", "fc.nn", "--no-plot", "-o", "t.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_block_may_not_take_a_layers_own_name(tmp_path):
+    (tmp_path / "b.nn").write_text(FC_BLOCK.replace("fc", "dense"))
+    result = run_cli("check", "b.nn", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "b.nn:1:7: error: block 'dense' has the name of the built-in layer Dense; choose another" in result.stderr
