@@ -538,9 +538,9 @@ def load(source, base_dir: str | Path = ".", *, inputs: Sequence | None = None, 
     `classes`: the label names a trained model knows (CSV text labels and image folders map to them);
     `skip_bad`: skip unreadable images (counted in `notes`) instead of stopping."""
     base = Path(base_dir)
-    loaders = {NpzData: _npz, NpyData: _npy, CsvData: _csv, MnistData: _mnist, ir.Hdf5Data: _hdf5,
-               ir.ImageFolderData: _images, ir.XorData: _xor, ir.CirclesData: _circles, ir.CosineData: _cosine,
-               ir.DigitsData: _digits}
+    loaders = {NpzData: _npz, NpyData: _npy, CsvData: _csv, MnistData: _mnist, ir.Cifar10Data: _cifar10,
+               ir.Hdf5Data: _hdf5, ir.ImageFolderData: _images, ir.XorData: _xor, ir.CirclesData: _circles,
+               ir.CosineData: _cosine, ir.DigitsData: _digits}
     if source.sample_weight is not None and type(source) not in (NpzData, NpyData, CsvData):
         raise DataError(f"{source.name}(): sample_weight names an array of npz, a file of npy or a column of csv "
                         "data; this source has none")
@@ -1143,6 +1143,12 @@ def _mnist(source: MnistData, base: Path, **_) -> Dataset:
     x = images[window].astype(np.float32) / np.float32(source.normalize)
     y = labels[window].astype(np.int64)  # class indices: for_model shapes them for the loss
     return Dataset([x], [y], [str(d) for d in range(10)], str(folder))
+
+
+def _cifar10(source: ir.Cifar10Data, base: Path, **_) -> Data:
+    from .cifar import load_cifar10  # its own module: it builds on this one
+
+    return load_cifar10(source, base)
 
 
 # ---- built-in sets ------------------------------------------------------------------------------------

@@ -501,6 +501,21 @@ class MnistData(_Source):
     stop: PositiveInt | None = None
 
 
+class Cifar10Data(_Source):
+    """CIFAR-10's binary distribution (the cifar-10-batches-bin folder, or the folder holding it):
+    32x32 RGB images scaled by 1/normalize, channels last; subset train (data_batch_1..5.bin) or
+    test (test_batch.bin); class names from batches.meta.txt."""
+
+    name: Literal["cifar10"] = "cifar10"
+    aliases = ("cifar_10",)
+    positional = ("path",)
+    path: str
+    normalize: PositiveFloat = 255.0
+    subset: Literal["train", "test"] = "train"
+    start: NonNegativeInt = 0
+    stop: PositiveInt | None = None
+
+
 class XorData(_Source):
     """The XOR truth table (4 samples), repeated `repeat` times, with Gaussian `noise` on the inputs."""
 
@@ -539,8 +554,8 @@ class DigitsData(_Source):
     normalize: PositiveFloat = 16.0
 
 
-DATA_SOURCES = Family("data source", [NpzData, NpyData, CsvData, Hdf5Data, ImageFolderData, MnistData, XorData,
-                                      CirclesData, CosineData, DigitsData])
+DATA_SOURCES = Family("data source", [NpzData, NpyData, CsvData, Hdf5Data, ImageFolderData, MnistData, Cifar10Data,
+                                      XorData, CirclesData, CosineData, DigitsData])
 DataSource = DATA_SOURCES.type
 
 # ---- augmentation -----------------------------------------------------------------
