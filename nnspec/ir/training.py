@@ -489,31 +489,31 @@ class ImageFolderData(_Source):
     skip_bad: bool = False  # skip unreadable images (counted) instead of stopping
 
 
-class MnistData(_Source):
-    """MNIST IDX files (raw or .gz) in a folder; images scaled by 1/normalize, labels shaped for the loss."""
+class _StandardSet(_Source):
+    """A standard image set in a folder: images scaled by 1/normalize; samples start..stop of the subset."""
 
-    name: Literal["mnist"] = "mnist"
     positional = ("path",)
     path: str
     normalize: PositiveFloat = 255.0
-    subset: Literal["train", "t10k"] = "t10k"
     start: NonNegativeInt = 0
     stop: PositiveInt | None = None
 
 
-class Cifar10Data(_Source):
+class MnistData(_StandardSet):
+    """MNIST IDX files (raw or .gz) in a folder; labels shaped for the loss."""
+
+    name: Literal["mnist"] = "mnist"
+    subset: Literal["train", "t10k"] = "t10k"
+
+
+class Cifar10Data(_StandardSet):
     """CIFAR-10's binary distribution (the cifar-10-batches-bin folder, or the folder holding it):
-    32x32 RGB images scaled by 1/normalize, channels last; subset train (data_batch_1..5.bin) or
-    test (test_batch.bin); class names from batches.meta.txt."""
+    32x32 RGB images, channels last; subset train (data_batch_1..5.bin) or test (test_batch.bin);
+    class names from batches.meta.txt."""
 
     name: Literal["cifar10"] = "cifar10"
     aliases = ("cifar_10",)
-    positional = ("path",)
-    path: str
-    normalize: PositiveFloat = 255.0
     subset: Literal["train", "test"] = "train"
-    start: NonNegativeInt = 0
-    stop: PositiveInt | None = None
 
 
 class XorData(_Source):
