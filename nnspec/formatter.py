@@ -9,7 +9,6 @@ from pathlib import Path
 from lark import Lark, Token, Tree
 
 from .errors import SpecError
-
 from .syntax import _grammar_text, parse as checked_parse
 
 INDENT = "  "
