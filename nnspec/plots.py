@@ -13,6 +13,7 @@ import numpy as np
 from .atomic import atomic_path, write_text
 from .errors import SpecError
 from .graph_layout import Layout, layered_layout
+from .ir.model import tensor_source
 
 
 DPI = 200  # sharp on a high-density screen and in print
@@ -124,7 +125,7 @@ def model_nodes(analysis) -> tuple[list[dict], list[tuple[int, int]]]:
         nodes.append({"title": f"{layer.name} ({layer.type})", "in": [str(t) for t in info.inputs],
                       "out": [str(t) for t in info.outputs], "params": info.trainable + info.non_trainable})
         for tensor in layer.inputs:
-            source = owner.get(tensor, owner.get(tensor.split(":")[0]))
+            source = owner.get(tensor_source(tensor, owner)[0])
             if source is not None:
                 edges.append((source, index))
         owner[layer.name] = index

@@ -53,6 +53,23 @@ def test_round_trips_give_keras_weights_back(name, version, tmp_path):
     assert_same_weights(keras_weights(tmp_path / "nn.h5"), want)
 
 
+def test_an_onnx_input_named_like_a_tensor_reference_converts_to_keras(tmp_path):
+    """tf2onnx names graph inputs 'input_1:0'; the ':0' is part of the name, not an output index."""
+    proto = onnx.load(str(fixture("cnn_mnist.tf2onnx.onnx")))
+    old, new = proto.graph.input[0].name, "input_1:0"
+    proto.graph.input[0].name = new
+    for node in proto.graph.node:
+        node.input[:] = [new if x == old else x for x in node.input]
+    onnx.save(proto, str(tmp_path / "renamed.onnx"))
+    xs, ys = io("cnn_mnist", "k2")
+    for out in ("m.h5", "m.keras"):
+        convert(str(tmp_path / "renamed.onnx"), str(tmp_path / out))
+        convert(str(tmp_path / out), str(tmp_path / f"{out}.onnx"))
+        back = onnx.load(str(tmp_path / f"{out}.onnx"))
+        assert [i.name for i in back.graph.input] == [new]
+        assert_close(run_onnx(back, xs), ys)
+
+
 def test_a_keras_json_with_or_without_weights(tmp_path):
     json_path, weights_path = fixture("conv1d_gap.k2.json"), fixture("conv1d_gap.k2.weights.h5")
     convert(str(json_path), str(tmp_path / "w.onnx"), weights=str(weights_path))

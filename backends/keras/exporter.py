@@ -23,7 +23,7 @@ from ...atomic import atomic_path
 from ...errors import Diagnostic, SpecError
 from ...ir.base import TensorType
 from ...ir.layers import Layer
-from ...ir.model import Model, analyze, is_chain
+from ...ir.model import Model, analyze, is_chain, producer_names, tensor_source
 from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
 from .catalog import snake_case
@@ -58,6 +58,7 @@ class KerasExport:
         if weights is not None:
             check_weights(analysis, weights)
         self.model, self.analysis, self.major = model, analysis, major
+        self.names = producer_names(model)
         self.sequential = is_chain(analysis)
         entries = {i.name: self._input_entry(i.name, i.type()) for i in model.inputs}
         for info in analysis.layers:
@@ -105,16 +106,21 @@ class KerasExport:
             out["inbound_nodes"] = [self._node(e)] if e.layer is not None else []
         return out
 
+    def _ref(self, tensor: str) -> tuple[str, int, int]:
+        """Keras's [layer, node index, tensor index] of a tensor."""
+        name, index = tensor_source(tensor, self.names)
+        return name, 0, index
+
     def _refs(self, tensors: list[str]) -> list:
-        refs = [list(_ref(t)) for t in tensors]
+        refs = [list(self._ref(t)) for t in tensors]
         return refs[0] if self.major == 3 and len(refs) == 1 else refs  # Keras 3 writes one bare
 
     def _node(self, e: _Entry):
         if self.major == 2:
-            return [[*_ref(t), {}] for t in e.inputs]
+            return [[*self._ref(t), {}] for t in e.inputs]
         tensors = [{"class_name": "__keras_tensor__", "config": {
             "shape": [None, *self.analysis.tensors[t].shape], "dtype": self.analysis.tensors[t].dtype,
-            "keras_history": list(_ref(t))}} for t in e.inputs]
+            "keras_history": list(self._ref(t))}} for t in e.inputs]
         return {"args": [tensors] if e.layer.n_inputs != (1, 1) else tensors, "kwargs": {}}
 
     # ---- weights -------------------------------------------------------------------------------
@@ -149,17 +155,14 @@ class KerasExport:
         _attrs(_group(f, "vars"), name=self.model.name)
 
 
-def _ref(tensor: str) -> tuple[str, int, int]:
-    name, _, index = tensor.partition(":")
-    return name, 0, int(index or 0)
 
 
 def keras_order(model: Model) -> list[str]:
     """Layer (and input) names in the order Keras's functional models list them, which is the
     order both weights layouts follow: by decreasing depth (the longest path to an output), ties
     by first visit in a depth-first walk from the outputs (keras/src/ops/function.py map_graph)."""
-    layers = {l.name: l for l in model.layers}
-    parents = {name: [t.partition(":")[0] for t in layer.inputs] for name, layer in layers.items()}
+    names = producer_names(model)
+    parents = {l.name: [tensor_source(t, names)[0] for t in l.inputs] for l in model.layers}
     parents.update({i.name: [] for i in model.inputs})
     visit_index: dict[str, int] = {}
     finished: list[str] = []
@@ -178,8 +181,8 @@ def keras_order(model: Model) -> list[str]:
                 stack.append((child, iter(parents[child])))
 
     for out in model.outputs:
-        if out.partition(":")[0] not in finished:
-            walk(out.partition(":")[0])
+        if (source := tensor_source(out, names)[0]) not in finished:
+            walk(source)
     depth: dict[str, int] = {}
     for name in reversed(finished):
         d = depth.setdefault(name, 0)

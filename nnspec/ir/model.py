@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -228,13 +229,29 @@ def tensor_problem(t: TensorType) -> str | None:
     return None
 
 
+def tensor_source(tensor: str, names: Container[str]) -> tuple[str, int]:
+    """The input or layer (among `names`) that produces `tensor`, and which of its outputs: a name
+    alone is output 0, NAME:k output k. A name may itself hold ':' (tf2onnx names graph inputs
+    'input_1:0'), so a tensor that is a known name is never split."""
+    if tensor in names:
+        return tensor, 0
+    name, _, index = tensor.rpartition(":")
+    return (name, int(index)) if name and index.isdigit() else (tensor, 0)
+
+
+def producer_names(model: Model) -> set[str]:
+    return {i.name for i in model.inputs} | {l.name for l in model.layers}
+
+
 def _produced_by_known(tensor: str, model: Model) -> bool:
-    return tensor.split(":")[0] in {l.name for l in model.layers}
+    return tensor_source(tensor, producer_names(model))[0] in {l.name for l in model.layers}
 
 
 def _topological_order(model: Model, errors: list[GraphError]) -> list[int]:
     producer = {l.name: i for i, l in enumerate(model.layers)}
-    deps = [{producer[t.split(":")[0]] for t in l.inputs if t.split(":")[0] in producer} for l in model.layers]
+    names = producer_names(model)
+    sources = [[tensor_source(t, names)[0] for t in l.inputs] for l in model.layers]
+    deps = [{producer[s] for s in layer_sources if s in producer} for layer_sources in sources]
     order, state = [], [0] * len(model.layers)  # 0 new, 1 visiting, 2 done
 
     def visit(i: int) -> None:
@@ -285,8 +302,9 @@ def upstream(model: Model, tensors: list[str]) -> list[Layer]:
     model's order; a name that no layer gives is a ValueError naming it."""
     producers = {layer.name: layer for layer in model.layers}
     inputs = {i.name for i in model.inputs}
+    names = producer_names(model)
     needed: set[str] = set()
-    stack = [t.split(":")[0] for t in tensors]
+    stack = [tensor_source(t, names)[0] for t in tensors]
     for name in stack:
         if name not in producers and name not in inputs:
             raise ValueError(f"no layer '{name}'{did_you_mean(name, producers)}")
@@ -294,14 +312,15 @@ def upstream(model: Model, tensors: list[str]) -> list[Layer]:
         name = stack.pop()
         if name in producers and name not in needed:
             needed.add(name)
-            stack.extend(t.split(":")[0] for t in producers[name].inputs or [])
+            stack.extend(tensor_source(t, names)[0] for t in producers[name].inputs or [])
     return [layer for layer in model.layers if layer.name in needed]
 
 
 def truncated(model: Model, tensors: list[str]) -> Model:
     """The model cut to compute `tensors` (Keras's Model(inputs, layer.output)): feature extraction."""
     layers = upstream(model, tensors)
-    used = {t.split(":")[0] for layer in layers for t in layer.inputs or []} | {t.split(":")[0] for t in tensors}
+    names = producer_names(model)
+    used = {tensor_source(t, names)[0] for t in [*tensors, *(t for layer in layers for t in layer.inputs or [])]}
     return model.model_copy(update={"layers": layers, "outputs": list(tensors),
                                     "inputs": [i for i in model.inputs if i.name in used]})
 
