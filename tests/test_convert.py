@@ -10,11 +10,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import run_cli
-from convert_support import MODELS, VERSIONS, assert_same_weights, fixture, io, keras_weights
+from convert_support import FIXTURES, MODELS, VERSIONS, assert_same_weights, fixture, io, keras_weights
 from nnspec.convert import convert
 from nnspec.errors import SpecError
 from nnspec.backends.keras.importer import load
 from onnx_support import assert_close, compiled, run_onnx
+
+APPS = FIXTURES.parent / "keras_apps"
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -68,6 +70,17 @@ def test_an_onnx_input_named_like_a_tensor_reference_converts_to_keras(tmp_path)
         back = onnx.load(str(tmp_path / f"{out}.onnx"))
         assert [i.name for i in back.graph.input] == [new]
         assert_close(run_onnx(back, xs), ys)
+
+
+@pytest.mark.parametrize("name", ["masked_bilstm", "time_distributed_dense"])
+def test_nnspec_onnx_with_unliftable_nodes_converts_back_through_its_spec(name, tmp_path):
+    """The mask's Equal and TimeDistributed's reshapes have no lifted layer; the carried spec says
+    what the graph is, and the weights come back bit for bit."""
+    source = APPS / f"{name}.k2.h5"
+    convert(str(source), str(tmp_path / "m.onnx"))
+    result = run_cli("convert", tmp_path / "m.onnx", tmp_path / "back.h5")
+    assert result.returncode == 0, result.stderr
+    assert_same_weights(keras_weights(tmp_path / "back.h5"), keras_weights(source))
 
 
 def test_a_keras_json_with_or_without_weights(tmp_path):

@@ -8,8 +8,8 @@ then simplified (passes below): a bias add joins its Dense or Conv, an activatio
 per-channel scale and shift become one BatchNormalization, pairwise merges one merge; recurrent
 layers learn from their consumers whether they return sequences.
 
-Files nnspec wrote carry their spec: its architecture is used as written, and the weights come
-from the lifted layers of the same names. A folded batch normalization (x * scale + shift) comes
+Files nnspec wrote carry their spec: its architecture is used as written, and the weights are
+read through it (spec_weights.py), else from the lifted layers of the same names. A folded batch normalization (x * scale + shift) comes
 back as gamma = scale, beta = shift, moving_mean = 0, moving_variance = 1 - epsilon: the
 normalization then divides by sqrt(1) and gamma and beta stay the stored numbers bit for bit.
 
@@ -34,6 +34,7 @@ from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import messages
 from ...ir.weights import Weights, check_weights
 from .lift_graph import LiftError, Record, Tensor, View
+from .spec_weights import weights_from_spec
 
 # layers an activation or a bias add can join
 _WEIGHTED = {"Dense", "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -54,6 +55,8 @@ def lift(source: str | Path | onnx.ModelProto, name: str | None = None, model: M
     path = name or (str(source) if not isinstance(source, onnx.ModelProto) else "<onnx>")
     proto = source if isinstance(source, onnx.ModelProto) else load_checked(source)
     if model is not None:
+        if (weights := weights_from_spec(model, proto)) is not None:
+            return Lifted(model, weights)
         lifted = _Lifter(proto, path, scope_depth=0).run()
         return Lifted(model, _weights_for(model, lifted, path), lifted.notes)
     return _Lifter(proto, path, scope_depth=None).run()
