@@ -63,6 +63,7 @@ CONVERTED = {
     "nasnet_narrow": None,
     "mobilenet_v2": None,
     "mobilenet_v3_small_minimalistic": None,
+    "mobilenet_v3_small": None,
     "autoencoder": None,
     "unet_tiny": None,
 }

@@ -175,6 +175,8 @@ def _cases():
 
     for kind, n in (("Add", 3), ("Subtract", 2), ("Multiply", 2), ("Average", 3), ("Maximum", 2), ("Minimum", 3)):
         case(kind, [{"type": kind, "inputs": [f"x{i}" for i in range(n)]}], *[(2, 3)] * n)
+    case("Multiply", [{"type": "Multiply", "inputs": ["x0", "x1"]}], (4, 4, 3), (1, 1, 3))  # squeeze-and-excite
+    case("Add", [{"type": "Add", "inputs": ["x0", "x1", "x2"]}], (2, 3), (1, 3), (2, 1))
     case("Concatenate", [{"type": "Concatenate", "inputs": ["x0", "x1"]}], (2, 3), (2, 4))
     case("Concatenate", [{"type": "Concatenate", "axis": 1, "inputs": ["x0", "x1", "x2"]}], (2, 3), (1, 3), (4, 3))
     case("Dot", [{"type": "Dot", "axes": 1, "inputs": ["x0", "x1"]}], (5,), (5,))

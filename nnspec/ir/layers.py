@@ -1253,13 +1253,20 @@ class _Merge(Layer):
     n_inputs = (2, None)
 
     def infer(self, ins):
-        shapes = {t.shape for t in ins}
-        if len(shapes) > 1:
-            # Keras broadcasts only a missing leading batch dimension; anything else is a mistake.
-            raise ShapeError(f"{self.type} needs inputs of one shape, got {', '.join(str(t) for t in ins)}")
+        """Inputs of one rank whose sizes agree or are 1 (Keras broadcasts them: squeeze-and-excite's
+        (h, w, c) * (1, 1, c)); anything else is a mistake."""
+        if len({len(t.shape) for t in ins}) > 1:
+            raise ShapeError(f"{self.type} needs inputs of one rank, got {', '.join(str(t) for t in ins)}")
+        shape = []
+        for dims in zip(*(t.shape for t in ins)):
+            sizes = {d for d in dims if d != 1}
+            if len(sizes - {None}) > 1:
+                raise ShapeError(f"{self.type} needs inputs of one shape (or sizes of 1, which broadcast), got "
+                                 + ", ".join(str(t) for t in ins))
+            shape.append((sizes - {None}).pop() if sizes - {None} else None if None in sizes else 1)
         for t in ins:
             _floating(t, self.type)
-        return [TensorType(ins[0].dtype, ins[0].shape, any(t.masked for t in ins))]
+        return [TensorType(ins[0].dtype, tuple(shape), any(t.masked for t in ins))]
 
 
 class Add(_Merge):
