@@ -16,6 +16,7 @@ DRIVER = """
 import os, sys, threading, time
 import ray, ray.data
 from nnspec.cli import main
+import nnspec.api, nnspec.distributed.predict, onnxruntime  # nnspec's own imports come before the baseline
 
 def rss():
     with open("/proc/self/statm") as f:

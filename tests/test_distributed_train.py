@@ -49,7 +49,7 @@ def test_two_ray_replicas_train_adam_exactly_as_one_process_and_resume_from_thei
     adam = ("--optimizer", "adam(learning_rate=0.001)")
     one = train(tmp_path, "one", *adam, "--epochs", "2")
     on_ray = ("--workers", "2", "--backend", "ray", "--address", ray_address, "--checkpoint-dir", str(tmp_path / "ck"))
-    first = train(tmp_path, "two", *adam, "--epochs", "1", *on_ray)
+    first = train(tmp_path, "two", *adam, "--epochs", "1", "--keep-checkpoint", *on_ray)
     assert len(first[1]["loss"]) == 1 and (tmp_path / "ck" / "checkpoint.npz").exists()
     resumed = train(tmp_path, "two", *adam, "--epochs", "2", "--resume", *on_ray)
     assert_same_run(one, resumed)

@@ -50,7 +50,7 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
     firsts = [t for t in complete if "retry_of" not in t.user_attrs]
     assert len({tuple(sorted(t.params.items())) for t in firsts}) == len(firsts)
     rows = list(csv.DictReader((tmp_path / "r.tune" / "trials.csv").open()))
-    assert len(rows) == len(trials) and (tmp_path / "r.best.nn").exists() and (tmp_path / "r.tune" / "best.onnx").exists()
+    assert len(rows) == len(trials) and (tmp_path / "r.tune" / "r.best.nn").exists() and (tmp_path / "r.tune" / "best.onnx").exists()
     assert "Ray task" in finished.stdout
 
     local = run_cli("tune", "r.nn", "--data", "d.npz", "--trials", "4", "--pruner", "none", cwd=tmp_path)
