@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnspec.backends.keras import reader
+from nnspec.backends.keras import catalog, reader
 from onnx_support import analysis_of, model_of, random_weights
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
@@ -28,6 +28,15 @@ def keras_weights(path, weights_path=None) -> dict[str, list[np.ndarray]]:
     """{layer name: arrays} as the reader gives them (weightless layers left out)."""
     model = reader.load(path, weights_path)
     return {l.name: l.weights for l in model.layers if l.weights}
+
+
+def flat_layers(model):
+    """A Keras model's layers, those of the models nested in it in their place."""
+    for layer in model.layers:
+        if layer.class_name in catalog.MODEL_CLASSES:
+            yield from flat_layers(layer.config["model"])
+        else:
+            yield layer
 
 
 def assert_same_weights(got: dict, want: dict) -> None:

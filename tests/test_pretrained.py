@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from convert_support import flat_layers
 from nnspec.backends.keras import reader
 
 FIX = Path(__file__).parent / "fixtures" / "keras_apps"
@@ -93,7 +94,7 @@ def test_predict_layer_extracts_features_from_any_model_file(tmp_path, fmt):
         assert run_cli("convert", FIX / "transfer_sgd.k3.keras", model).returncode == 0
     io = np.load(FIX / f"transfer_sgd.{version}.io.npz")
     np.save(tmp_path / "x.npy", io["x0"])
-    names = {layer.name for layer in _flat_layers(reader.load(FIX / f"transfer_sgd.{fmt if fmt != 'onnx' else 'k3.keras'}"))}
+    names = {layer.name for layer in flat_layers(reader.load(FIX / f"transfer_sgd.{fmt if fmt != 'onnx' else 'k3.keras'}"))}
     pool, gap = sorted(n for n in names if n.startswith("max_pooling2d"))[0], next(n for n in names if "global" in n)
     result = run_cli("predict", model, "--layer", gap, "--layer", pool, "-i", tmp_path / "x.npy",
                      "-o", tmp_path / "f.npz", cwd=tmp_path)
@@ -105,13 +106,6 @@ def test_predict_layer_extracts_features_from_any_model_file(tmp_path, fmt):
     probabilities = np.exp(logits - logits.max(1, keepdims=True))
     np.testing.assert_allclose(probabilities / probabilities.sum(1, keepdims=True), io["y0"], atol=1e-5)
 
-
-def _flat_layers(model):
-    for layer in model.layers:
-        if layer.class_name in ("Functional", "Sequential"):
-            yield from _flat_layers(layer.config["model"])
-        else:
-            yield layer
 
 
 def test_predict_layer_names_a_missing_layer(tmp_path):

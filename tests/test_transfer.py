@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from convert_support import flat_layers
 from nnspec.backends.keras import reader
 
 FIX = Path(__file__).parent / "fixtures" / "keras_apps"
@@ -37,7 +38,7 @@ def test_frozen_base_trains_like_keras_fit(name, version, tmp_path):
     np.testing.assert_allclose(losses, run["losses"], rtol=1e-4)
 
     trained = np.load(tmp_path / "t.npz")
-    before = {layer.name: layer.weights for layer in _flat_layers(reader.load(source)) if layer.weights}
+    before = {layer.name: layer.weights for layer in flat_layers(reader.load(source)) if layer.weights}
     finals = [run[k] for k in sorted((k for k in run.files if k.startswith("final")), key=lambda k: int(k[5:]))]
     arrays = [trained[k] for k in trained.files]
     assert len(arrays) == len(finals)
@@ -47,10 +48,3 @@ def test_frozen_base_trains_like_keras_fit(name, version, tmp_path):
     for got, want in zip(arrays, frozen):  # the base comes first in Keras's get_weights() order
         assert got.tobytes() == np.asarray(want, np.float32).tobytes()
 
-
-def _flat_layers(model):
-    for layer in model.layers:
-        if layer.class_name in ("Functional", "Sequential"):
-            yield from _flat_layers(layer.config["model"])
-        else:
-            yield layer
