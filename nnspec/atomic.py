@@ -51,6 +51,8 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in temporaries(target):  # a killed writer's: one writer per output, so none is live
+            stale.unlink(missing_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent)
     except OSError as exc:
         raise _write_error(target, exc) from exc

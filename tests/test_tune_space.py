@@ -146,7 +146,7 @@ def test_a_spec_without_search_calls_has_no_space_and_uniform_initializers_keep_
     ("a = dense(4)\n  optional(add(a, x))", "4:3", "optional() needs a layer that reads one tensor; this one reads 2"),
     ("optional(lstm(4, return_state=true))", "3:3", "optional() needs a layer that makes one tensor"),
     ("a = dense(4)\n  b = dense(x, choice(4, 8))\n  add(a, b)", "4:16",
-     "with b.units = 8: 5:3: Add needs inputs of one shape, got (None, 4), (None, 8)"),
+     "with b.units = 8: 5:3: Add needs inputs of one shape (or sizes of 1, which broadcast), got (None, 4), (None, 8)"),
     ("dense(uniform(1, 8))", "3:9", "with dense.units = 4.5: 3:9: dense(): units: input should be a valid integer"),
     ("dense(1, activation=choice(sigmoid, relux))", "3:23", "unknown activation 'relux'"),
 ])
