@@ -66,6 +66,9 @@ CONVERTED = {
     "mobilenet_v3_small": None,
     "autoencoder": None,
     "unet_tiny": None,
+    "bidirectional_merge": None,
+    "bidirectional_state": None,
+    "time_distributed_dense": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 
