@@ -527,7 +527,7 @@ def _write_predictions(path: str, outputs: dict, classes_only: bool, classes: li
 
 def _drawn_weights(model) -> bool:
     """Whether a spec's layers hold weights drawn from initializers (not all from pretrained(...) files)."""
-    spec = model._spec
+    spec = model.spec
     from_files = {name for source in spec.model.pretrained for name in source.layers}
     return any(info.layer.name not in from_files and info.layer.weights(info.inputs) for info in spec.analysis.layers)
 
