@@ -20,7 +20,7 @@ from ...ir.layers import FLOAT_DTYPES, INT_DTYPES
 from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
-from . import catalog, reader
+from . import catalog, masks, reader
 from .layer_import import layer as import_layer
 from .model import KerasLayer, KerasModel, TensorRef
 from .normalize import Context
@@ -46,13 +46,15 @@ def load(path, weights_path=None) -> Imported:
 def import_model(km: KerasModel) -> Imported:
     builder = _Builder(km.keras_version, Context(km.source or km.name))
     outputs = builder.model(km, None, "")
-    model = Model(name=km.name, inputs=builder.inputs, layers=builder.layers, outputs=outputs)
+    layers = masks.without_mask_ops(builder.layers, builder.masks, outputs)
+    model = Model(name=km.name, inputs=builder.inputs, layers=layers, outputs=outputs)
     train, notes = import_train(km.training_config, outputs, builder.ctx)
     model.train = train
     analysis, problems = analyze(model)
     if problems:
         raise SpecError([Diagnostic(f"as converted: {p}", json_path=json_path(p.loc)) for p in problems],
                         km.source or km.name)
+    masks.check(analysis, builder.layers, builder.masks)
     if builder.weights:  # a bare model JSON has none: its weights are for the caller to choose
         check_weights(analysis, builder.weights, km.source)
     return Imported(model, builder.weights, km.keras_version, km.optimizer_weights, notes)
@@ -70,6 +72,7 @@ class _Builder:
         self.namer = Namer()
         self.tensors: dict[TensorRef, str] = {}  # inputs and nested models' outputs -> IR tensor name
         self.names: dict[str, str] = {}  # Keras layer (path) -> IR layer name; its outputs are name, name:1, ...
+        self.masks: masks.Explicit = {}
 
     def model(self, km: KerasModel, bound: list[str] | None, prefix: str, trainable: bool = True) -> list[str]:
         """Add a model's layers; `bound` gives a nested model's input tensors. Returns its outputs."""
@@ -91,7 +94,9 @@ class _Builder:
                 outs = self.model(inner, ins, f"{prefix}{kl.name}/", trainable and kl.config["trainable"])
                 self.tensors.update({(prefix + kl.name, 0, k): name for k, name in enumerate(outs)})
             else:
-                self.names[prefix + kl.name] = self._layer(kl, prefix, ins, trainable, ctx)
+                self.names[prefix + kl.name] = name = self._layer(kl, prefix, ins, trainable, ctx)
+                if kl.masks and kl.masks[0]:
+                    self.masks[name] = (ctx, [None if r is None else self._tensor(prefix, r, ctx) for r in kl.masks[0]])
         return [self._tensor(prefix, ref, self.ctx.at(km.name)) for ref in km.outputs]
 
     def _tensor(self, prefix: str, ref: TensorRef, ctx: Context) -> str:

@@ -16,6 +16,8 @@ class KerasLayer:
     class_name: str  # stock Keras class name, e.g. "Dense"; nested models are "Functional"/"Sequential"
     config: dict  # normalized layer config (one form for Keras 2 and 3)
     inbound: list[list[TensorRef]] = field(default_factory=list)  # one list per call of the layer
+    # per call, the Keras 3 `mask` argument: one entry per tensor input (None: that input's own mask)
+    masks: list[list[TensorRef | None]] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # Keras get_weights() order
     weight_names: list[str] = field(default_factory=list)  # short names, e.g. "kernel", "forward/bias"
 

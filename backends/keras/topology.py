@@ -131,6 +131,7 @@ def _functional(config, ctx: Context, keras_version: str) -> KerasModel:
         name = _layer_name(entry, ctx)
         layer = _layer(entry, ctx, keras_version, name)
         layer.inbound = [_node(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
+        layer.masks = [_mask_refs(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
         layers.append(layer)
         if keras_version.startswith("2") and _built_from_input(entry):
             skipped.add(name)
@@ -168,11 +169,24 @@ def _node(node, ctx: Context) -> list[TensorRef]:
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         refs: list[TensorRef] = []
         _keras_tensors(node.get("args", []), refs, ctx)
-        _keras_tensors(node.get("kwargs", {}), refs, ctx)
+        _keras_tensors({k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}, refs, ctx)
         return refs
     if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
         return [_triple(item, ctx) for item in node]
     raise ctx.error(f"unreadable inbound node {node!r}")
+
+
+def _mask_refs(node, ctx: Context) -> list[TensorRef | None]:
+    """Keras 3's `mask` argument of one call (a tensor, or a list with None for a merge layer's inputs)."""
+    mask = node.get("kwargs", {}).get("mask") if isinstance(node, dict) else None
+    if mask is None:
+        return []
+    refs: list[TensorRef | None] = []
+    for item in mask if isinstance(mask, list) else [mask]:
+        found: list[TensorRef] = []
+        _keras_tensors(item, found, ctx)
+        refs.append(found[0] if found else None)
+    return refs
 
 
 def _keras_tensors(value, out: list, ctx: Context) -> None:
@@ -212,9 +226,10 @@ def _check_links(model: KerasModel, ctx: Context) -> None:
     calls = {layer.name: (1 if layer.class_name == "InputLayer" else len(layer.inbound))
              for layer in model.layers}
     for layer in model.layers:
-        for node in layer.inbound:
+        for node in layer.inbound + layer.masks:
             for ref in node:
-                _check_ref(ref, calls, ctx, f"layer '{layer.name}'")
+                if ref is not None:
+                    _check_ref(ref, calls, ctx, f"layer '{layer.name}'")
     for ref in model.inputs + model.outputs:
         _check_ref(ref, calls, ctx, f"model '{model.name}'")
 

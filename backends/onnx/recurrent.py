@@ -1,9 +1,9 @@
 """SimpleRNN, GRU, LSTM and Bidirectional.
 
 Two lowerings that give the same numbers (tests hold both to the numpy reference):
-- fused: one ONNX RNN/GRU/LSTM node, gates reordered from Keras's to ONNX's; a Keras mask becomes
-  the node's `sequence_lens`, exact for post-padded sequences (what Embedding(mask_zero) and
-  Masking produce for padded batches);
+- fused: one ONNX RNN/GRU/LSTM node, gates reordered from Keras's to ONNX's. Under a Keras mask the
+  kept steps are gathered to the front and counted as the node's `sequence_lens`, and the outputs
+  gathered back to their steps: exact for every mask pattern (pre- and post-padding, holes);
 - unrolled: the Keras loop step by step in primitives, exact for any mask but needing a known
   sequence length. Used where an activation has no ONNX RNN name, and without fusion.
 
@@ -162,6 +162,22 @@ def _onnx_weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | Non
 _ONNX_OPS = {"SimpleRNN": P.rnn, "GRU": P.gru, "LSTM": P.lstm}
 
 
+def _kept_steps(x: Var, mask: Var) -> tuple[Var, Var]:
+    """Keras skips masked steps: the kept steps moved to the front in order, and their count (the
+    ONNX node's sequence_lens), so that the native node runs exactly the steps Keras runs."""
+    lengths = P.reduce_sum(P.cast(mask, dtype="int32"), axes=(1,), keepdims=False)
+    return P.gather_steps(x, P.kept_first(mask)), lengths
+
+
+def _spread_steps(y: Var, mask: Var, zero_output_for_mask: bool) -> Var:
+    """Outputs of the kept steps (batch, kept, u) back at their steps: a masked step repeats the
+    last kept step's output (zeros before the first), or is zeros with zero_output_for_mask."""
+    seen = P.cumsum(P.cast(mask, dtype="int64"), axis=1)  # kept steps up to and including each step
+    out = P.gather_steps(y, P.maximum(seen - 1, 0))
+    keep = mask if zero_output_for_mask else P.greater(seen, 0)
+    return P.where(P.reshape(keep, shape=(0, 0, 1)), out, 0.0)
+
+
 def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool) -> list[Var] | None:
     fns = [layer.activation] if layer.type == "SimpleRNN" else [layer.recurrent_activation, layer.activation]
     attrs = rnn_activations(fns + [layer.activation] * (layer.type == "LSTM"))  # LSTM: f, g, h
@@ -170,18 +186,22 @@ def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: 
     if layer.type == "GRU":
         attrs["linear_before_reset"] = int(layer.reset_after)
     x, mask, u = c.x, c.mask, layer.units
-    lengths = None if mask is None else P.reduce_sum(P.cast(mask, dtype="int32"), axes=(1,), keepdims=False)
+    lengths, reverse = None, layer.go_backwards
+    if mask is not None:
+        if layer.go_backwards:  # in processing order, where Keras's mask semantics are stated
+            x, mask, reverse = P.rev(x, axis=1), P.rev(mask, axis=1), False
+        x, lengths = _kept_steps(x, mask)
     y, *states = _ONNX_OPS[layer.type](
         P.transpose(x, perm=(1, 0, 2)), *_onnx_weights(layer, ws), lengths, hidden_size=u,
-        direction="reverse" if layer.go_backwards else "forward", **attrs)
+        direction="reverse" if reverse else "forward", **attrs)
     states = [P.reshape(s, shape=(-1, u)) for s in states]  # (1, batch, u) -> (batch, u)
     out = states[0]
     if layer.return_sequences:
         out = P.transpose(P.reshape(y, shape=(0, -1, u)), perm=(1, 0, 2))  # (time, 1, batch, u) -> (batch, time, u)
-        if layer.go_backwards:  # ONNX gives input order; Keras gives processing order
+        if mask is not None:
+            out = _spread_steps(out, mask, zero_output_for_mask)
+        elif reverse:  # ONNX gives input order; Keras gives processing order
             out = P.rev(out, axis=1)
-        elif mask is not None and not zero_output_for_mask:  # Keras repeats the last output where ONNX has 0
-            out = P.where(P.reshape(mask, shape=(0, 0, 1)), out, P.reshape(states[0], shape=(0, 1, u)))
     return [out, *states] if layer.return_state else [out]
 
 

@@ -9,6 +9,7 @@ ONNX lowering, numpy impl (for folding constants), layout rewrite and VJP. One m
     linear       matmul, gemm
     convolution  conv, conv_transpose, max_pool, avg_pool (channels-first, as in ONNX)
     fused        inference-only single-node ops: batch_norm, layer_norm, rnn/gru/lstm
+    steps        index math along time for masked sequences: kept_first, cumsum, gather_steps
 
 Layers use them as `P.name` (`from . import primitives as P`); a new primitive goes in its
 family's module with its VJP right below it, e.g.
@@ -30,4 +31,5 @@ from .elementwise import (  # noqa: F401
 from .linear import gemm, matmul  # noqa: F401
 from .convolution import (  # noqa: F401
     avg_pool, conv, conv_transpose, explicit_pads, max_pool, max_pool_indices, scatter_add_flat)
+from .steps import cumsum, gather_steps, kept_first, scatter_add_steps  # noqa: F401
 from .fused import batch_norm, layer_norm, lstm, recurrent, rnn, gru  # noqa: F401
