@@ -105,6 +105,15 @@ def test_gather_rows():
     check(lambda t: P.gather(t, t.graph.const(np.array([[0, 2], [2, 5]], np.int64))), rand(6, 3))
 
 
+def test_gather_steps_and_cumsum():
+    """Steps picked per sequence, some twice and some never (as masks gather them), and running sums."""
+    steps = np.array([[2, 0, 0, 3], [1, 1, 1, 1]], np.int64)
+    check(lambda x: P.gather_steps(x, x.graph.const(steps)), rand(2, 4, 3))
+    check(lambda x: P.gather_steps(x, x.graph.const(steps[:, :2])), rand(2, 4))
+    check(lambda x: P.cumsum(x, axis=1), rand(2, 4, 3))
+    check(lambda x: P.cumsum(x, axis=0, reverse=True), rand(3, 2))
+
+
 @pytest.mark.parametrize("params, shape", [
     ({"strides": (1, 1), "pads": (1, 1, 1, 1), "dilations": (1, 1)}, (2, 3, 6, 6)),
     ({"strides": (2, 2), "pads": None, "dilations": (1, 1)}, (1, 2, 7, 7)),
@@ -178,7 +187,7 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "resize", "concat", "expand_like", "gather",
-    "conv", "conv_transpose", "max_pool", "avg_pool"}
+    "gather_steps", "cumsum", "conv", "conv_transpose", "max_pool", "avg_pool"}
 
 
 def test_every_differentiable_primitive_is_checked_here():

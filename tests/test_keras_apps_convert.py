@@ -69,6 +69,9 @@ CONVERTED = {
     "bidirectional_merge": None,
     "bidirectional_state": None,
     "time_distributed_dense": None,
+    "masked_lstm": None,
+    "masked_gru": None,
+    "masked_bilstm": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 

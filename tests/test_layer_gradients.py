@@ -106,6 +106,10 @@ CASES = {
     "bidirectional": ([3, 2], [{"type": "Bidirectional", "layer": {"type": "LSTM", "units": 2, "return_sequences": True}}]),
     "time_distributed": ([3, 2], [{"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]),
     "masking_lstm": ([4, 2], [{"type": "Masking", "mask_value": 9.0}, {"type": "LSTM", "units": 2}]),
+    "masked_lstm_holes": (([6], "int32"), [{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": True},
+                                           {"type": "LSTM", "units": 2, "return_sequences": True}]),
+    "masked_gru_backwards": (([6], "int32"), [{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": True},
+                                              {"type": "GRU", "units": 2, "go_backwards": True}]),
     "merges": ([4], [{"type": "Dense", "units": 4, "name": "a", "inputs": ["x"]},
                      {"type": "Dense", "units": 4, "name": "b", "inputs": ["x"]},
                      {"type": "Subtract", "name": "s", "inputs": ["a", "b"]},
@@ -116,6 +120,11 @@ CASES = {
                      {"type": "Add", "name": "ad", "inputs": ["mn", "x"]},
                      {"type": "Concatenate", "name": "c", "inputs": ["ad", "x"]}]),
 }
+
+
+# tokens (0 masked): pre-padding with a hole; holes and post-padding; pre- and post-padding
+_PATTERNS = np.array([[0, 0, 3, 1, 0, 2], [4, 0, 0, 5, 1, 0], [0, 2, 3, 0, 0, 0]], np.int32)
+MASK_PATTERNS = {"masked_lstm_holes": _PATTERNS, "masked_gru_backwards": _PATTERNS}
 
 
 class FixedTraining:
@@ -185,6 +194,8 @@ def gradient_model(case: str, batch: int = 2):
         xv = rng.normal(size=(batch, *spec.shape)).astype(np.float32)
         if case == "masking_lstm":
             xv[0, -1] = 9.0  # a masked (post-padded) step
+    elif case in MASK_PATTERNS:
+        xv = MASK_PATTERNS[case][:batch].copy()
     else:
         xv = rng.integers(0, 6, (batch, *spec.shape)).astype(spec.dtype)
     feeds = {"x": xv, **{f"{n}/{i}": a for n, arrays in weights.items() for i, a in enumerate(arrays)}}

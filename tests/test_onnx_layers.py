@@ -298,9 +298,8 @@ def _masked_model(kind, options, return_sequences):
     return [{"type": "Masking"}, layer], outputs
 
 
-# The fused ops read a mask as sequence lengths: exact for post-padded sequences only.
-@pytest.mark.parametrize("fused,post", [(True, True), (False, True), (False, False)],
-                         ids=["fused-post-padded", "primitives-post-padded", "primitives-any-mask"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "primitives"])
+@pytest.mark.parametrize("post", [True, False], ids=["post-padded", "any-mask"])
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "sequences"])
 @pytest.mark.parametrize("kind,options", MASKED, ids=[f"{k}{o}" for k, o in MASKED])
 def test_masked_recurrent(kind, options, return_sequences, fused, post):
@@ -312,20 +311,39 @@ def test_masked_recurrent(kind, options, return_sequences, fused, post):
     assert_close(run_onnx(compiled(model, weights, fused), [x]), reference_outputs(model, weights, [x]))
 
 
+# every mask pattern: fully masked, post-padded, pre-padded, holes, pre- and post-padded, none
+TOKENS = np.array([[0, 0, 0, 0, 0], [3, 1, 0, 0, 0], [0, 0, 2, 5, 4], [1, 0, 3, 0, 2], [0, 4, 4, 1, 0], [5, 2, 1, 3, 1]],
+                  np.int32)
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "primitives"])
-@pytest.mark.parametrize("merge_mode,return_sequences", itertools.product(["concat", "ave"], [False, True]))
-def test_masked_bidirectional(merge_mode, return_sequences, fused):
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None])
+@pytest.mark.parametrize("return_sequences,return_state", [(False, False), (True, False), (True, True)])
+def test_masked_bidirectional(merge_mode, return_sequences, return_state, fused):
+    rnn = {"type": "GRU" if return_state else "LSTM", "units": 2, "return_sequences": return_sequences,
+           "return_state": return_state}
     layers = [{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": True},
-              {"type": "Bidirectional", "merge_mode": merge_mode,
-               "layer": {"type": "LSTM", "units": 2, "return_sequences": return_sequences}}]
+              {"type": "Bidirectional", "name": "bi", "merge_mode": merge_mode, "layer": rnn}]
+    count = (merge_mode is None) + 1 + 2 * return_state
     rng = np.random.default_rng(4)
-    model = model_of(layers, ((5,), "int32"))
+    model = model_of(layers, ((5,), "int32"), outputs=["bi"] + [f"bi:{i}" for i in range(1, count)])
     weights = random_weights(analysis_of(model), rng)
-    x = rng.integers(1, 6, (4, 5)).astype(np.int32)
-    x[0, :] = 0
-    x[1, 2:] = 0
-    x[2, 4:] = 0
-    assert_close(run_onnx(compiled(model, weights, fused), [x]), reference_outputs(model, weights, [x]))
+    assert_close(run_onnx(compiled(model, weights, fused), [TOKENS]), reference_outputs(model, weights, [TOKENS]))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_masks_gather_steps_and_no_mask_gathers_nothing(kind):
+    """The native node runs the kept steps only; without a mask no index math is emitted."""
+    rnn = {"type": kind, "units": 2, "return_sequences": True}
+    ops = {}
+    for mask_zero in (True, False):
+        model = model_of([{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": mask_zero}, rnn],
+                         ((5,), "int32"))
+        proto = compiled(model, random_weights(analysis_of(model), np.random.default_rng(6)), True)
+        ops[mask_zero] = [n.op_type for n in proto.graph.node]
+    assert {"GatherND", "TopK", "CumSum"} <= set(ops[True]) and {"RNN", "GRU", "LSTM"} & set(ops[True])
+    assert not {"GatherND", "TopK", "CumSum"} & set(ops[False])
+    assert not {"Loop", "Scan"} & set(ops[False] + ops[True])
 
 
 def test_masked_global_average_pooling():
