@@ -86,3 +86,24 @@ def test_an_explicit_mask_other_than_the_carried_one_is_refused(edit, tmp_path):
     convert(str(unedited), str(tmp_path / "ok.onnx"), weights=str(FIX / "masked_lstm.k3.weights.h5"))
     xs, ys = _keras_io("masked_lstm", "k3")
     assert_close(run_onnx(onnx.load(str(tmp_path / "ok.onnx")), xs), ys)
+
+
+def test_a_masked_model_trains_and_ignores_where_the_padding_is():
+    """Training runs the unrolled Keras loop; the trained weights, compiled back to the native node
+    with its gathers, give one answer for the same tokens padded at the end, the start or inside."""
+    import nnspec
+
+    model = nnspec.load(str(FIX / "masked_lstm.k3.keras"))
+    model.compile(optimizer="adam(learning_rate=0.01)", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 20, (16, 7)).astype(np.int32)
+    for i, row in enumerate(x):
+        row[rng.permutation(7)[:i % 5]] = 0
+    y = np.tanh(rng.normal(size=(16, 5))).astype(np.float32)
+    losses = model.fit(x, y, epochs=3, batch_size=8, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    tokens = np.array([[3, 5, 7, 0, 0, 0, 0], [0, 0, 0, 0, 3, 5, 7], [3, 0, 5, 0, 0, 7, 0], [0, 3, 0, 5, 7, 0, 0]],
+                      np.int32)
+    got = model.predict(tokens)
+    np.testing.assert_allclose(got, np.repeat(got[:1], 4, axis=0), atol=1e-6)
+    assert np.ptp(got) > 0
