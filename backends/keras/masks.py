@@ -13,17 +13,10 @@ Explicit = dict[str, tuple[Context, list[str | None]]]
 
 
 def without_mask_ops(layers: list, explicit: Explicit, outputs: list[str]) -> list:
-    """The layers less those whose outputs only ever served as explicit masks."""
+    """The layers less those whose outputs served only as explicit masks."""
     masks = {m for _, ms in explicit.values() for m in ms if m is not None}
     read = set(outputs) | {t for layer in layers for t in layer.inputs}
-    unused = {m for m in masks if m not in read}
-    while True:  # a mask op's own inputs may have served only it (a cast before the comparison)
-        dropped = [layer for layer in layers if layer.name in unused]
-        if not dropped:
-            return layers
-        layers = [layer for layer in layers if layer.name not in unused]
-        read = set(outputs) | {t for layer in layers for t in layer.inputs}
-        unused = {t for layer in dropped for t in layer.inputs if t not in read and _made_by(layers, t)}
+    return [layer for layer in layers if layer.name not in masks - read]
 
 
 def check(analysis: Analysis, every_layer: list, explicit: Explicit) -> None:
@@ -39,10 +32,6 @@ def check(analysis: Analysis, every_layer: list, explicit: Explicit) -> None:
             if given is None or given.type != "NotEqual" or carried != (given.inputs[0], given.value):
                 raise ctx.error(f"its mask argument ('{mask}') is not the mask its input carries; nnspec reads "
                                 "masks made by Embedding(mask_zero=True), and passed on unchanged")
-
-
-def _made_by(layers: list, tensor: str) -> bool:
-    return any(layer.name == tensor for layer in layers)
 
 
 def _carried_mask(analysis: Analysis, made: dict, tensor: str) -> tuple[str, float] | None:

@@ -178,7 +178,7 @@ def _node(node, ctx: Context) -> list[TensorRef]:
 
 def _mask_refs(node, ctx: Context) -> list[TensorRef | None]:
     """Keras 3's `mask` argument of one call (a tensor, or a list with None for a merge layer's inputs)."""
-    mask = node.get("kwargs", {}).get("mask") if isinstance(node, dict) else None
+    mask = (node.get("kwargs") or {}).get("mask") if isinstance(node, dict) else None
     if mask is None:
         return []
     refs: list[TensorRef | None] = []
