@@ -346,6 +346,18 @@ def test_masks_gather_steps_and_no_mask_gathers_nothing(kind):
     assert not {"Loop", "Scan"} & set(ops[False] + ops[True])
 
 
+def test_masked_recurrent_over_sequences_of_any_length():
+    """The step order and counts come from the mask's run-time shape: one model, any length."""
+    layers = [{"type": "Embedding", "input_dim": 6, "output_dim": 3, "mask_zero": True},
+              {"type": "GRU", "units": 2, "return_sequences": True, "go_backwards": True}]
+    model = model_of(layers, ((None,), "int32"))
+    weights = random_weights(analysis_of(model), np.random.default_rng(7))
+    proto = compiled(model, weights)
+    for steps in (4, 9):
+        x = np.random.default_rng(steps).integers(0, 6, (5, steps)).astype(np.int32)
+        assert_close(run_onnx(proto, [x]), reference_outputs(model, weights, [x]))
+
+
 def test_masked_global_average_pooling():
     model = model_of([{"type": "Masking"}, {"type": "GlobalAveragePooling1D"}], (6, 3))
     rng = np.random.default_rng(5)
