@@ -72,6 +72,7 @@ CONVERTED = {
     "masked_lstm": None,
     "masked_gru": None,
     "masked_bilstm": None,
+    "efficientnet_narrow": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 
