@@ -34,8 +34,8 @@ def step_feeds(spec, graphs, batch: int) -> dict[str, np.ndarray]:
     weights = initial_weights(spec.analysis, 0)
     feeds.update({p.name: np.asarray(weights[p.layer][p.index], np.float32) for p in graphs.params})
     feeds.update({k: np.asarray(v, np.float32) for k, v in graphs.slots.items()})
-    for d in graphs.dropout:
-        feeds[d.name] = (rng.random((batch, *d.shape[1:])) >= d.rate).astype(np.float32) / (1 - d.rate)
+    for d in graphs.noise:
+        feeds[d.name] = d.sample(rng, batch)
     return feeds
 
 

@@ -135,7 +135,7 @@ def test_whole_training_step_runs_on_cuda(name, tmp_path):
                   "sample_weight": sw, "batch_size": np.array(16, np.float32), "learning_rate": np.array(1e-3, np.float32),
                   "iteration": np.array(1, np.float32)})
     feeds.update(step.state())
-    for d in step.graphs.dropout:
+    for d in step.graphs.noise:
         feeds[d.name] = np.ones((16, *d.shape[1:]), np.float32)
     session.run(None, feeds)
     with open(session.end_profiling()) as f:

@@ -9,6 +9,7 @@ from nnspec.backends.onnx.autograd import grad
 from nnspec.backends.onnx.compile import trace
 from nnspec.backends.onnx.emit import to_onnx
 from nnspec.backends.onnx.graph import Graph
+from nnspec.backends.onnx.noise import NoiseInput, noise_shape
 from gradcheck import central_difference
 from onnx_support import analysis_of, model_of, random_weights
 
@@ -128,19 +129,17 @@ MASK_PATTERNS = {"masked_lstm_holes": _PATTERNS, "masked_gru_backwards": _PATTER
 
 
 class FixedTraining:
-    """Training mode with a fixed dropout mask, so finite differences see the same function."""
+    """Training mode with fixed draws (dropout masks, noise), so finite differences see the same function."""
 
     def __init__(self, rng, batch):
         self.rng, self.batch = rng, batch
         self.updates = {}
+        self.drawn = []  # (draw, array) in tracing order
 
-    def dropout_mask(self, layer, x):
-        shape = [self.batch, *x.shape[1:]]
-        if getattr(layer, "noise_shape", None) is not None:  # one draw per sample (and channel)
-            noise = [*layer.noise_shape, *[1] * (x.rank - len(layer.noise_shape))]
-            shape = [s if n is None else n for s, n in zip(shape, noise)]
-        keep = self.rng.random(shape) >= layer.rate
-        return x.graph.const((keep / (1 - layer.rate)).astype(np.float32))
+    def noise(self, layer, x, draw):
+        array = NoiseInput(layer.name, noise_shape(layer, x.shape), draw).sample(self.rng, self.batch)
+        self.drawn.append((draw, array))
+        return x.graph.const(array)
 
     def update(self, layer, weight, value):
         self.updates[(layer.name, weight)] = value
@@ -159,6 +158,10 @@ TRAINING_CASES = {
                                                  {"type": "SpatialDropout1D", "rate": 0.5}, {"type": "Dense", "units": 2}]),
     "stochastic_depth_training": ([3, 4], [{"type": "Dense", "units": 4},
                                            {"type": "StochasticDepth", "drop_path_rate": 0.5}]),
+    "noise_layers_training": ([3, 4], [{"type": "GaussianNoise", "stddev": 0.3}, {"type": "Dense", "units": 4},
+                                       {"type": "GaussianDropout", "rate": 0.3}, {"type": "Dense", "units": 4},
+                                       {"type": "AlphaDropout", "rate": 0.4, "noise_shape": [None, 1, 4]},
+                                       {"type": "Dense", "units": 2}]),
 }
 CASES.update(TRAINING_CASES)
 

@@ -21,6 +21,7 @@ from ...ir.layers import Layer
 from . import primitives as P
 from .activations import activation
 from .graph import Var
+from .noise import Draw
 
 
 @dataclass
@@ -53,9 +54,9 @@ class LayerCall:
 
 
 class TrainContext(Protocol):
-    """What layers need from a training step: random masks, state updates, penalties."""
+    """What layers need from a training step: random draws, state updates, penalties."""
 
-    def dropout_mask(self, layer: Layer, x: Var) -> Var: ...
+    def noise(self, layer: Layer, x: Var, draw: Draw) -> Var: ...
 
     def update(self, layer: Layer, weight: str, value: Var) -> None: ...
 
@@ -130,21 +131,50 @@ def _activation(c):
     return activation(c.layer.activation, c.x)
 
 
-# Layers that are identities at inference; in training the masked ones multiply by a dropout mask.
-_MASKED = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "StochasticDepth")
-_NOISE = ("GaussianNoise", "GaussianDropout", "AlphaDropout")
-
-
-@expands(*_MASKED, *_NOISE, "ActivityRegularization")
-def _identity(c):
-    if c.train is None:
+# Identities at inference; in training the dropouts multiply by a mask of 0 or 1 / (1 - rate).
+@expands("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "StochasticDepth")
+def _dropout(c):
+    if c.train is None or c.layer.rate == 0:
         return c.x
-    if c.layer.type in _MASKED and c.layer.rate > 0:
-        return c.x * c.train.dropout_mask(c.layer, c.x)  # the mask holds 0 or 1 / (1 - rate)
-    if c.layer.type in _NOISE:
-        raise c.fail("training with random noise layers is not supported yet (they are exact at inference); "
-                     "remove the layer to train")
+    return c.x * c.train.noise(c.layer, c.x, Draw("bernoulli", rate=c.layer.rate, value=1.0 / (1.0 - c.layer.rate)))
+
+
+@expands("ActivityRegularization")  # its penalty is the training step's (TrainContext.layer_outputs)
+def _identity(c):
     return c.x
+
+
+# Keras's noise layers, identities at inference, with Keras's formulas in training
+@expands("GaussianNoise")
+def _gaussian_noise(c):
+    if c.train is None or c.layer.stddev == 0:
+        return c.x
+    return c.x + c.train.noise(c.layer, c.x, Draw("normal", stddev=c.layer.stddev))
+
+
+@expands("GaussianDropout")
+def _gaussian_dropout(c):
+    rate = c.layer.rate
+    if c.train is None or rate == 0:
+        return c.x
+    return c.x * c.train.noise(c.layer, c.x, Draw("normal", mean=1.0, stddev=float(np.sqrt(rate / (1.0 - rate)))))
+
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+@expands("AlphaDropout")
+def _alpha_dropout(c):
+    """Keras: dropped units take SELU's saturation value alpha' = -alpha * scale, then a * x + b restores
+    the mean and variance; a * (x * keep + alpha' * (1 - keep)) + b is (x - alpha') * (a * keep) + a * alpha' + b."""
+    rate = c.layer.rate
+    if c.train is None or rate == 0:
+        return c.x
+    saturation = -SELU_ALPHA * SELU_SCALE
+    a = ((1.0 - rate) * (1.0 + rate * saturation ** 2)) ** -0.5
+    b = -a * saturation * rate
+    kept_times_a = c.train.noise(c.layer, c.x, Draw("bernoulli", rate=rate, value=a))
+    return (c.x - saturation) * kept_times_a + (a * saturation + b)
 
 
 @expands("NotEqual")

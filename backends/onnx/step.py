@@ -117,14 +117,13 @@ class OnnxStep:
                  for i, sizes in enumerate(self.graphs.stat_sizes) for j in range(len(sizes))]
         return loss, np.concatenate(stats).astype(np.float64) if stats else np.zeros(0)
 
-    def _dropout_masks(self, n: int, step: int):
-        """Masks for a global batch of n: sample i's rows depend on (seed, step, layer, i) only, so replicas
-        that each take a shard of the batch draw exactly what one process drawing the whole batch does."""
-        for i, d in enumerate(self.graphs.dropout):
-            # one generator per (seed, step, layer): a resumed run draws exactly the same masks
-            rng = np.random.default_rng([self.seed, step, i])
-            keep = rng.random((n, *d.shape[1:]), dtype=np.float32) >= d.rate
-            yield d.name, keep.astype(np.float32) * np.float32(1.0 / (1.0 - d.rate))
+    def _noise(self, n: int, step: int):
+        """Dropout masks and noise for a global batch of n: sample i's rows depend on (seed, step, layer, i)
+        only, so replicas that each take a shard of the batch draw exactly what one process drawing the
+        whole batch does."""
+        for i, d in enumerate(self.graphs.noise):
+            # one generator per (seed, step, layer): a resumed run draws exactly the same arrays
+            yield d.name, d.sample(np.random.default_rng([self.seed, step, i]), n)
 
     def _swap(self, keys) -> None:
         for key in keys:  # the outputs become the next step's inputs
@@ -138,8 +137,8 @@ class OnnxStep:
         self._bind_common(binding, session, xs, ys, sample_weight, len(sample_weight))
         binding.bind_cpu_input("learning_rate", np.array(lr, np.float32))
         binding.bind_cpu_input("iteration", np.array(step + 1, np.float32))
-        for name, mask in self._dropout_masks(len(sample_weight), step):
-            binding.bind_cpu_input(name, mask)
+        for name, drawn in self._noise(len(sample_weight), step):
+            binding.bind_cpu_input(name, drawn)
         for name in self._stat_names():
             binding.bind_output(name, "cpu")
         for key, out in self.graphs.updates.items():
@@ -162,8 +161,8 @@ class OnnxStep:
         # loss of the whole batch, whatever the shards' sizes
         self._bind_common(binding, session, [x[rows] for x in xs], [y[rows] for y in ys], sample_weight[rows],
                           n / size)
-        for name, mask in self._dropout_masks(n, step):
-            binding.bind_cpu_input(name, np.ascontiguousarray(mask[rows]))
+        for name, drawn in self._noise(n, step):
+            binding.bind_cpu_input(name, np.ascontiguousarray(drawn[rows]))
         summed = self._stat_names() + list(self.graphs.gradients.values()) + list(self.graphs.updates.values())
         for name in session.outputs:  # all of them are summed
             binding.bind_output(name, "cpu")

@@ -1,9 +1,9 @@
 """A whole training step as one ONNX graph: forward in training mode, loss, metric statistics,
 gradients (autograd.py), gradient clipping, the optimizer's update and weight constraints.
 
-Inputs: the batch, per-sample weights, the batch size, the learning rate, the step count,
-dropout masks, and every parameter and optimizer slot. Outputs: the loss, the metrics'
-statistics and the next value of every parameter and slot. The host only feeds batches and
+Inputs: the batch, per-sample weights, the batch size, the learning rate, the step count, the
+host's random draws (dropout masks, noise), and every parameter and optimizer slot. Outputs: the
+loss, the metrics' statistics and the next value of every parameter and slot. The host only feeds batches and
 swaps state buffers; parameters never leave the device between steps. Data-parallel replicas
 take the step as two graphs instead (`split`), averaging gradients between them.
 """
@@ -24,6 +24,7 @@ from .autograd import grad
 from .compile import trace
 from .emit import DEFAULT_OPSET, to_onnx
 from .graph import Graph, Var
+from .noise import Draw, NoiseInput, noise_shape
 from .objectives import MetricGraph, metric_graph, per_sample_loss
 
 
@@ -37,13 +38,6 @@ class Param:
 
 
 @dataclass
-class DropoutInput:
-    name: str
-    shape: tuple[int | None, ...]  # batch first (None)
-    rate: float
-
-
-@dataclass
 class StepGraphs:
     """The compiled training and evaluation graphs and how their inputs and outputs are laid out."""
 
@@ -51,7 +45,7 @@ class StepGraphs:
     evaluate: onnx.ModelProto
     params: list[Param]
     slots: dict[str, np.ndarray]  # slot state key -> initial value
-    dropout: list[DropoutInput]
+    noise: list[NoiseInput]  # what the host draws for each step (dropout masks, Gaussian noise)
     metrics: list[MetricGraph]
     stat_sizes: list[list[int]]  # per metric, the size of each statistic
     updates: dict[str, str] = field(default_factory=dict)  # state key -> train output with its next value
@@ -78,21 +72,16 @@ class _Context:
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.dropout: list[DropoutInput] = []
+        self.draws: list[NoiseInput] = []
         self.updates: dict[tuple[str, str], Var] = {}
         self.activity: list[Var] = []
         self.batch: Var | None = None
         self.states: dict[str, int] = {}  # stateful RNN state input -> units
         self.carried: dict[str, Var] = {}  # state input -> its value after this batch
 
-    def dropout_mask(self, layer: Layer, x: Var) -> Var:
-        shape = list(x.shape)
-        if layer.noise_shape is not None:  # Keras: None in noise_shape means the input's size
-            noise = [*layer.noise_shape, *[1] * (x.rank - len(layer.noise_shape))]  # short: per sample
-            shape = [s if n is None else n for s, n in zip([None, *x.shape[1:]], noise)]
-        shape[0] = None
-        spec = DropoutInput(f"{layer.name}/dropout_mask", tuple(shape), layer.rate)
-        self.dropout.append(spec)
+    def noise(self, layer: Layer, x: Var, draw: Draw) -> Var:
+        spec = NoiseInput(f"{layer.name}/noise", noise_shape(layer, x.shape), draw)
+        self.draws.append(spec)
         return self.graph.input(spec.name, spec.shape, "float32")
 
     def update(self, layer: Layer, weight: str, value: Var) -> None:
@@ -227,7 +216,7 @@ def build(analysis: Analysis, config: TrainConfig, targets: list[tuple[tuple[int
         updates.update(applied)
         train_outputs.update({applied[k]: v for k, v in new_values.items()})
     train = to_onnx(graph, train_outputs, opset, f"{model.name}_train")
-    return StepGraphs(train, evaluate, params, slots, ctx.dropout, metrics, stat_sizes, updates,
+    return StepGraphs(train, evaluate, params, slots, ctx.draws, metrics, stat_sizes, updates,
                       [i.name for i in model.inputs], [f"y{i}" for i in range(len(targets))], ctx.states,
                       update=update, gradients={p.name: gradient_name(p.name) for p, _ in present} if split else {},
                       applied=applied if split else {})
