@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def test_tf2onnx_node_counts():
 
 def _config(path: Path) -> dict:
     return json.loads(path.read_text())["config"]
+
+
+def _layer_names(config) -> set[str]:
+    """The names of a model config's layers, nested models' layers included."""
+    if isinstance(config, list):
+        return set().union(*map(_layer_names, config)) if config else set()
+    if not isinstance(config, dict):
+        return set()
+    own = {config["config"]["name"]} if isinstance(config.get("config"), dict) and "name" in config["config"] else set()
+    return own | _layer_names(list(config.values()))
 
 
 def _count(refs: list) -> int:
@@ -168,13 +179,15 @@ def test_every_file_is_safe_and_read_or_refused_in_one_line(name):
     if name.endswith(".h5"):
         with h5safe.open_file(FIX / name, name) as f:
             h5safe.check_file(f, name)  # no links, external or virtual datasets, custom filters
+    stem = ".".join(name.split(".")[:2])
     try:
         model = _load(name)
     except reader.KerasFormatError as exc:
         message = exc.render()
         assert "\n" not in message and exc.where, message
+        named = re.fullmatch(r"layer '([^']+)'", exc.where)  # the Keras layer, not its place in a list
+        assert named and named.group(1) in _layer_names(_config(FIX / f"{stem}.json")), message
         return
-    stem = ".".join(name.split(".")[:2])
     arrays = np.load(FIX / f"{stem}.io.npz")
     assert len(model.inputs) == sum(k.startswith("x") for k in arrays.files)
     assert len(model.outputs) == sum(k.startswith("y") for k in arrays.files)

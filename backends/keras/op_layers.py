@@ -51,11 +51,12 @@ def is_op_layer(entry: dict) -> bool:
     if not isinstance(entry, dict):
         return False
     module, config, nodes = entry.get("module"), entry.get("config"), entry.get("inbound_nodes")
+    if entry.get("class_name") == "TFOpLambda":  # tf_keras's to_json names its module, its .h5 does not
+        return True
     if isinstance(module, str):
         return module.startswith(("keras.src.ops.", "keras.ops."))
-    return entry.get("class_name") == "TFOpLambda" or (
-        entry.get("class_name") in _OPS and isinstance(config, dict) and "trainable" not in config
-        and isinstance(nodes, list) and bool(nodes) and all(isinstance(n, dict) for n in nodes))
+    return (entry.get("class_name") in _OPS and isinstance(config, dict) and "trainable" not in config
+            and isinstance(nodes, list) and bool(nodes) and all(isinstance(n, dict) for n in nodes))
 
 
 def rewrite(entry: dict, ctx: Context) -> dict:
