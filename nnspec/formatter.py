@@ -6,10 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from lark import Lark, Token, Tree
+from lark import Token, Tree
 
 from .errors import SpecError
-from .syntax import _grammar_text, parse as checked_parse
+from .syntax import new_parser, parse as checked_parse
 
 INDENT = "  "
 MAX_WIDTH = 100
@@ -51,8 +51,7 @@ def _json(value: object, indent: str, top: bool = False) -> str:
 def format_text(text: str, path: str = "<spec>") -> str:
     checked_parse(text, path)  # syntax errors are reported the usual way
     comments: list[Token] = []
-    tree = Lark(_grammar_text(), parser="lalr", start="start", propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"COMMENT": comments.append}).parse(text)
+    tree = new_parser(lexer_callbacks={"COMMENT": comments.append}).parse(text, start="start")
     return _Formatter(comments).file(tree)
 
 

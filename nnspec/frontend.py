@@ -440,12 +440,8 @@ class Frontend:
 
     def make_layer(self, layer_call: Call, tree: Tree, frame: Frame) -> Layer:
         name = layer_call.name
-        try:
-            LAYERS.canonical(name)
-        except ValueError:
-            try:
-                ACTIVATIONS.canonical(name)
-            except ValueError:
+        if LAYERS.find(name) is None:
+            if ACTIVATIONS.find(name) is None:
                 candidates = set(LAYERS.names) | set(ACTIVATIONS.names) | frame.scope.all("blocks")
                 self.fail(f"unknown layer '{name}'{did_you_mean(name, candidates)}", tree.children[0])
             # `relu()`, `softmax(axis=1)`: an activation written as a layer
@@ -765,10 +761,9 @@ def _member(name: str):
     from .ir.validation import FAMILIES
 
     for family in FAMILIES:
-        try:
-            return family.members[family.canonical(name)]
-        except ValueError:
-            continue
+        found = family.find(name)
+        if found is not None:
+            return family.members[found]
     return None
 
 

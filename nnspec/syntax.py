@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from importlib import resources
 
 from lark import Lark, Token, Tree
+from lark.grammar import Rule
+from lark.lexer import TerminalDef
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from .errors import Collector, Span
@@ -20,18 +24,57 @@ TOKEN_WORDS = {
 
 
 def _grammar_text() -> str:
+    return _grammar_file("nnspec.lark")
+
+
+def _grammar_file(name: str) -> str:
     try:
-        return resources.files("nnspec.grammar").joinpath("nnspec.lark").read_text()
+        return resources.files("nnspec.grammar").joinpath(name).read_text()
     except (ModuleNotFoundError, FileNotFoundError):  # running from a source checkout
         from pathlib import Path
 
-        return (Path(__file__).resolve().parent.parent / "grammar" / "nnspec.lark").read_text()
+        return (Path(__file__).resolve().parent.parent / "grammar" / name).read_text()
+
+
+PARSER_OPTIONS = dict(parser="lalr", start=["start", "expr"], propagate_positions=True, maybe_placeholders=True)
+TABLES = "nnspec.tables.json"  # the LALR tables built from the grammar: `python -m nnspec.syntax` writes them
+
+
+def tables(grammar: str) -> str:
+    """The parser built from `grammar`, as JSON (lark's own serialized form, which its standalone
+    parsers embed), stamped with the grammar's hash. JSON, not lark's pickle cache: nnspec never
+    unpickles a file."""
+    data, memo = Lark(grammar, cache=False, **PARSER_OPTIONS).memo_serialize([TerminalDef, Rule])
+    return json.dumps({"grammar_sha256": _sha256(grammar), "data": data, "memo": memo}) + "\n"
 
 
 @functools.lru_cache(maxsize=None)
 def parser() -> Lark:
-    return Lark(_grammar_text(), parser="lalr", start=["start", "expr"], propagate_positions=True,
-                maybe_placeholders=True, cache=False)
+    return new_parser()
+
+
+def new_parser(**options) -> Lark:
+    """Loaded from the tables shipped beside the grammar (a tenth of the time building them takes),
+    or built from the grammar where the tables are missing or were built from another grammar.
+    `options`: lark's that a loaded parser takes (lexer_callbacks)."""
+    grammar = _grammar_text()
+    try:
+        stored = json.loads(_grammar_file(TABLES), object_pairs_hook=_int_keys)
+    except (OSError, ValueError):
+        stored = None
+    if stored is None or stored.get("grammar_sha256") != _sha256(grammar):
+        return Lark(grammar, cache=False, **PARSER_OPTIONS, **options)
+    return Lark._load_from_dict(stored["data"], stored["memo"], **options)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _int_keys(pairs: list[tuple[str, object]]) -> dict:
+    """JSON writes the tables' integer keys (parser states, memo ids) as text; no terminal or option
+    name is all digits."""
+    return {int(k) if k.isdigit() else k: v for k, v in pairs}
 
 
 def parse(text: str, path: str, start: str = "start") -> Tree:
@@ -131,3 +174,10 @@ def number(token: Token | str) -> int | float:
     if any(c in text for c in ".eE"):
         return float(text)
     return int(text)
+
+
+if __name__ == "__main__":  # regenerate the tables after editing the grammar
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "grammar"
+    (folder / TABLES).write_text(tables((folder / "nnspec.lark").read_text()))

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, TypeAdapter, ValidationError
+from pydantic_core import PydanticKnownError, core_schema
 
 from ..errors import did_you_mean
 
@@ -66,7 +67,7 @@ class Fn(BaseModel):
     may be given positionally.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     positional: ClassVar[tuple[str, ...]] = ()
     aliases: ClassVar[tuple[str, ...]] = ()  # other spellings: Keras class names, short forms
 
@@ -84,15 +85,56 @@ class Family:
             for spelling in (canonical, *member.aliases):
                 self.names[spelling] = canonical
                 self.names[_snake(spelling)] = canonical
-        self.type = Annotated[
-            Union[tuple(self.members.values())], Field(discriminator=key), BeforeValidator(self.coerce)
-        ]
+        self.union = Annotated[Union[tuple(self.members.values())], Field(discriminator=key)]
+        self.type = Annotated[self.union, self]
+        self._describing = False
+
+    # pydantic builds a member's validator when a spec first uses it (members defer_build), not the
+    # whole union's at import: `nnspec check` of a small spec builds the few classes it names.
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.validate)
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler):
+        """The whole union's schema, once, as a definition: a member may hold its own family
+        (TimeDistributed holds a layer), so a use inside it refers to that definition."""
+        reference = core_schema.definition_reference_schema(f"nnspec.{self.kind}")
+        if self._describing:
+            return handler(reference)
+        self._describing = True
+        try:
+            union = {**TypeAdapter(self.union).core_schema, "ref": f"nnspec.{self.kind}"}
+            return handler(core_schema.definitions_schema(reference, [union]))
+        finally:
+            self._describing = False
+
+    def validate(self, value: Any) -> BaseModel:
+        """What pydantic's discriminated union does, one member at a time; error locations keep the
+        member's tag (`layers.0.Dense.units`) as the union's do."""
+        value = self.coerce(value)
+        tag = getattr(value, self.key, None) if isinstance(value, BaseModel) else \
+            value.get(self.key) if isinstance(value, dict) else None
+        if not isinstance(value, (dict, BaseModel)):
+            raise PydanticKnownError("model_attributes_type")
+        if tag is None:
+            raise PydanticKnownError("union_tag_not_found", {"discriminator": repr(self.key)})
+        if not isinstance(tag, str) or tag not in self.members:
+            expected = ", ".join(repr(name) for name in self.members)
+            raise PydanticKnownError("union_tag_invalid", {"discriminator": repr(self.key), "tag": str(tag),
+                                                           "expected_tags": expected})
+        try:
+            return self.members[tag].model_validate(value)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(exc.title, [_under(tag, e) for e in exc.errors()]) from None
 
     def canonical(self, name: str) -> str:
-        key = name if name in self.names else _snake(name)
-        if key not in self.names:
+        found = self.find(name)
+        if found is None:
             raise ValueError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names)}")
-        return self.names[key]
+        return found
+
+    def find(self, name: str) -> str | None:
+        """The member's canonical name, or None (no suggestions computed: callers try several families)."""
+        return self.names.get(name) or self.names.get(_snake(name))
 
     def coerce(self, value: Any) -> Any:
         """Accept `"relu"`, `{"name": "relu"}`, Keras's `{"class_name": ..., "config": ...}`, Calls, and
@@ -135,6 +177,14 @@ class Family:
     def make(self, name: str, **params: Any) -> BaseModel:
         canonical = self.canonical(name)
         return self.members[canonical](**{self.key: canonical}, **params)
+
+
+def _under(tag: str, error: dict) -> dict:
+    """One of a member's validation errors, located under its tag."""
+    details = {"type": error["type"], "loc": (tag, *error["loc"]), "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
 
 
 def _call_in_text(text: str) -> Call:

@@ -24,7 +24,7 @@ INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "bool")
 class Layer(BaseModel):
     """Fields every layer has. `inputs` names the tensors a layer reads (None: the previous layer's)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
     type: str
     name: str | None = None
     inputs: list[str] | None = None
@@ -535,7 +535,7 @@ class _Spatial(Layer):
 
     keeps_rank = True
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, defer_build=True)
     rank: ClassVar[int] = 2
 
     @field_validator("kernel_size", "strides", "dilation_rate", "pool_size", mode="after", check_fields=False)
@@ -1367,4 +1367,3 @@ LAYER_CLASSES: list[type[Layer]] = [
 ]
 LAYERS = Family("layer", LAYER_CLASSES, key="type")
 AnyLayer = LAYERS.type
-TimeDistributed.model_rebuild()

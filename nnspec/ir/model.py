@@ -20,7 +20,7 @@ Loc = tuple  # where in the IR: ("layers", 3), ("outputs", 0), ("train", "loss")
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str = "input"
     dtype: Literal[FLOAT_DTYPES + INT_DTYPES] = "float32"  # type: ignore[valid-type]
     shape: list[int | None] = Field(description="dimensions after the implicit batch dimension")
@@ -58,7 +58,7 @@ class PretrainedWeights(BaseModel):
     """Layers spliced in from a model file by `pretrained(...)`: their initial weights are that
     file's, not draws from their initializers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     path: str
     layers: list[str]
 
@@ -67,7 +67,7 @@ class Model(BaseModel):
     """A validated network. Layers without `name` or `inputs` are completed as Keras would:
     auto-names (dense, dense_1, ...) and, in a sequential stack, the previous layer's output."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str = "model"
     inputs: list[Input] = Field(min_length=1)
     layers: list[AnyLayer] = []

@@ -591,7 +591,7 @@ Augmentation = AUGMENTATIONS.type
 class TrainConfig(BaseModel):
     """What Keras's `compile` and `fit` take, with Keras's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     loss: Loss | list[Loss] | None = None
     metrics: list[Metric] = []
     optimizer: Optimizer = RMSprop()
