@@ -19,15 +19,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .atomic import output_set, write_bytes, write_text
 from .errors import SpecError
 from .ir.model import Analysis, Model, analyze
 from .loader import SPEC_SUFFIXES, Spec, dump_json
 from .tune.space import SearchSpace
-from .weights import Weights, initial_weights, load_weights, save_weights
+
+if TYPE_CHECKING:  # numpy comes with weights; reading an architecture (check, summary) needs neither
+    import numpy as np
+
+    from .ir.weights import Weights
 
 KERAS_FILES = (".h5", ".hdf5", ".keras")
 # Keras's to_json()/to_yaml() (an architecture, no weights) or an nnspec spec, told apart by content
@@ -168,6 +171,8 @@ def _keras(path: str, weights: str | None, seed: int | None, fresh: bool) -> Sou
     model, arrays = imported.model, imported.weights
     analysis = _analysis(model)
     if not arrays and weights is None:  # an architecture alone: fresh weights, as Keras would build it
+        from .weights import initial_weights
+
         arrays = initial_weights(analysis, seed) if fresh else None
     elif seed is not None:
         raise SpecError("--seed applies where weights are drawn fresh; this model brings its weights", path)
@@ -181,8 +186,12 @@ def _spec(path: str, weights: str | None, seed: int | None, fresh: bool) -> Sour
     spec = load(path)
     notes = []
     if weights:
+        from .weights import load_weights
+
         arrays = load_weights(weights, spec.analysis)
     elif fresh:
+        from .weights import initial_weights
+
         arrays = initial_weights(spec.analysis, seed)
         notes.append(f"no --weights: fresh weights from the initializers (seed {seed})")
     else:
@@ -248,6 +257,8 @@ def _nn(source: Source, out: Path) -> tuple[list[str], list[str]]:
     text = write_nn(source.model, [f"converted from {Path(source.path).name} by nnspec convert",
                                    f"weights: {npz.name}  (nnspec predict {out.name} --weights {npz.name} -i x.npy)"])
     back = loads(text, str(out))
+    from .weights import save_weights
+
     save_weights(npz, source.weights, back.analysis)  # checks that names and shapes still agree
     write_text(out, text)
     renamed = [f"input '{a.name}' is '{b.name}' in the spec (not a name the language allows)"

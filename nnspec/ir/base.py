@@ -1,5 +1,4 @@
 """Building blocks of the IR: named function-like specs, their families, tensor types and weights."""
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Union

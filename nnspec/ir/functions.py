@@ -1,5 +1,4 @@
 """Activations, initializers, regularizers and constraints, with Keras's names and defaults."""
-from __future__ import annotations
 
 from typing import Literal
 

@@ -3,7 +3,6 @@
 A layer is one pydantic model. Its `infer` is the shape rule, its `weights` lists the parameter
 arrays in Keras `get_weights()` order (and so gives parameter counts equal to Keras's).
 """
-from __future__ import annotations
 
 import math
 from typing import ClassVar, Literal

@@ -1,6 +1,5 @@
 """The model: inputs, a list of layers wired by tensor names, outputs, and training settings;
 and `analyze`, which checks the graph and infers every tensor's shape and every layer's parameters."""
-from __future__ import annotations
 
 import math
 from collections import Counter

@@ -1,5 +1,4 @@
 """The training section: losses, metrics, optimizers, schedules, callbacks, data sources."""
-from __future__ import annotations
 
 from typing import ClassVar, Literal
 
