@@ -48,9 +48,13 @@ def timed(owner, name, key):
                 marks["steps"].append((start, time.time(), cpu()))
     setattr(owner, name, wrapper)
 
-from nnspec.backends.onnx import step, runtime
+from nnspec.backends.onnx import step, runtime, training
 from nnspec.train import run, checkpoint, loop
-from nnspec import plots
+from nnspec import engine, plots
+timed(engine, "open_model", "reading the spec")
+timed(engine, "read_data", "reading the data")
+timed(run, "fit_data", "checking the data")
+timed(training, "build", "building the step graph")
 timed(step.OnnxStep, "train", "step")
 timed(runtime.Session, "__init__", "session creation")
 timed(loop.Trainer, "evaluate", "validation")
@@ -62,6 +66,8 @@ code = main(sys.argv[2:])
 end = time.time()
 steps = marks["steps"]
 print(json.dumps({"code": code, "first_step_s": steps[0][1] - launched, "first_step_cpu_s": steps[0][2],
+                  "first_step_run_s": steps[0][1] - steps[0][0],
+                  "median_step_s": sorted(b - a for a, b, _ in steps)[len(steps) // 2],
                   "steps": len(steps), "steps_s": sum(b - a for a, b, _ in steps), "total_s": end - launched,
                   "after_last_step_s": end - steps[-1][1], "cpu_s": cpu(),
                   "phases (wall, cpu)": {k: [round(t, 3) for t in v] for k, v in marks["phases"].items()}}))
@@ -118,6 +124,8 @@ SESSION_VARIANTS = {
     "ORT_DISABLE_ALL": {"graph_optimization_level": "ORT_DISABLE_ALL"},
     "enable_mem_pattern=False": {"enable_mem_pattern": False},
     "enable_mem_reuse=False": {"enable_mem_reuse": False},
+    "nnspec's session cache, first session (optimizes, saves)": {"cache": True},
+    "nnspec's session cache, next session (loads the optimized graph)": {"cache": True},
 }
 
 SESSION_PROBE = """
@@ -129,6 +137,7 @@ from nnspec.loader import loads
 from nnspec.train.run import configure
 
 variant = json.loads(sys.argv[2])
+cache = variant.pop("cache", False)
 spec = loads(open(sys.argv[1]).read(), sys.argv[1])
 config = configure(spec, {})
 start = time.perf_counter()
@@ -141,10 +150,11 @@ def options():
         setattr(o, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
     return o
 runtime.ort.SessionOptions = options
-start = time.perf_counter()
-runtime.Session(graphs.train, "cpu", notice=False)
+start, start_cpu = time.perf_counter(), time.process_time()
+runtime.Session(graphs.train, "cpu", notice=False, cache=cache)
 print(json.dumps({"nodes": len(graphs.train.graph.node), "build_s": round(built, 3),
-                  "session_s": round(time.perf_counter() - start, 3)}))
+                  "session_s": round(time.perf_counter() - start, 3),
+                  "session_cpu_s": round(time.process_time() - start_cpu, 3)}))
 """
 
 
@@ -155,7 +165,8 @@ def session_times(layers: int) -> dict:
         out = {}
         for name, variant in SESSION_VARIANTS.items():
             result = subprocess.run([sys.executable, "-c", SESSION_PROBE, str(spec), json.dumps(variant)],
-                                    capture_output=True, text=True, cwd=folder)
+                                    capture_output=True, text=True, cwd=folder,
+                                    env={**os.environ, "NNSPEC_CACHE_DIR": folder})
             if result.returncode:
                 raise SystemExit(f"session of {spec} failed:\n{result.stderr}")
             out[name] = json.loads(result.stdout.strip().splitlines()[-1])

@@ -54,3 +54,47 @@ def test_training_imports_only_what_it_uses(tmp_path):
     loaded = imported_by("train", spec, "-o", tmp_path / "xor.trained.onnx", "--verbose", "0")
     assert {"onnxruntime", "matplotlib"} <= loaded  # it runs the step and draws history.png
     assert not loaded & {"optuna", "h5py", "tensorboardX", "torch"}
+
+
+# Reading a spec builds the validators of the IR classes it names, not every class's (pydantic defer_build):
+# the classes a run of `check` left complete, in a fresh interpreter.
+BUILT = """
+import json
+from nnspec.cli import main
+from nnspec.ir.layers import LAYER_CLASSES
+from nnspec.ir.training import OPTIMIZERS
+main(["check", %r])
+print(json.dumps([c.__name__ for c in [*LAYER_CLASSES, *OPTIMIZERS.members.values()] if c.__pydantic_complete__]))
+"""
+
+
+def test_checking_a_spec_builds_only_the_classes_it_names():
+    result = subprocess.run([sys.executable, "-c", BUILT % str(ROOT / "specs" / "mnist_mlp.nn")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout.strip().splitlines()[-1])) == {"Dense", "Dropout", "Flatten", "RMSprop"}
+
+
+def test_a_member_that_fails_validation_is_located_under_its_tag():
+    # as pydantic's discriminated unions located them (nnspec.ir.validation reads the tags)
+    from pydantic import ValidationError
+
+    from nnspec.ir.model import Model
+
+    with pytest.raises(ValidationError) as info:
+        Model(inputs=[{"shape": [3]}], layers=[{"type": "Dense", "units": -1}, {"type": 5}, {"units": 2}, 7])
+    found = {(e["type"], e["loc"]) for e in info.value.errors()}
+    assert ("greater_than", ("layers", 0, "Dense", "units")) in found
+    assert {("union_tag_invalid", ("layers", 1)), ("union_tag_not_found", ("layers", 2)),
+            ("model_attributes_type", ("layers", 3))} <= found
+
+
+def test_the_json_schema_names_every_member_of_a_recursive_family():
+    from nnspec.ir.layers import LAYERS
+    from nnspec.ir.model import Model
+
+    schema = Model.model_json_schema()
+    union = schema["$defs"]["layer"]
+    assert set(union["discriminator"]["mapping"]) == set(LAYERS.members)
+    # TimeDistributed holds a layer: a reference to the same definition, not a copy
+    assert schema["$defs"]["TimeDistributed"]["properties"]["layer"]["$ref"] == "#/$defs/layer"

@@ -9,14 +9,17 @@ or when a GPU is present and CUDA still could not start (on a machine without a 
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import os
+import platform
 import re
 import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -120,21 +123,91 @@ def choose(device: str = "auto") -> Choice:
     return Choice("cpu", why, worth_saying=gpu_present())
 
 
+def _options(optimize: bool = True) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else \
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = intra_op_threads()
+    options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's
+    return options
+
+
+CACHE_ENV = "NNSPEC_CACHE_DIR"
+
+
+class SessionCache:
+    """onnxruntime's optimized graphs, saved by the first session of a graph and loaded by the next with
+    optimization off. Creating a session of a deep graph is dominated by optimizing it and planning the
+    memory of the unoptimized graph, both growing faster than its depth (bench/PROFILE.md): the saved
+    graph is smaller and needs neither. The key holds everything the optimized graph depends on: the
+    graph, the onnxruntime version, the providers and the CPU's features (onnxruntime lays convolutions
+    out for the CPU's vector width). A file that fails to load is rebuilt."""
+
+    MIN_NODES = 2000  # below this a session is created in well under a second: no file is worth keeping
+    ENTRIES = 32  # the newest files kept
+
+    def __init__(self, data: bytes, providers: list):
+        self.data, self.providers = data, providers
+        key = hashlib.sha256(data)
+        key.update(repr((ort.__version__, providers, _cpu_features())).encode())
+        self.folder = cache_folder()
+        self.path = self.folder / f"{key.hexdigest()}.onnx"
+
+    def session(self) -> ort.InferenceSession:
+        if self.path.exists():
+            try:
+                return ort.InferenceSession(str(self.path), _options(optimize=False), providers=self.providers)
+            except Exception:  # onnxruntime's errors share no base class: unreadable, truncated, other build
+                self.path.unlink(missing_ok=True)
+        try:
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError:  # a read-only home: no cache, as before
+            return ort.InferenceSession(self.data, _options(), providers=self.providers)
+        options = _options()
+        partial = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp")
+        options.optimized_model_filepath = str(partial)
+        session = ort.InferenceSession(self.data, options, providers=self.providers)
+        if partial.exists():  # onnxruntime wrote it whole while creating the session
+            os.replace(partial, self.path)
+            self._prune()
+        return session
+
+    def _prune(self) -> None:
+        files = sorted(self.folder.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in files[self.ENTRIES:]:
+            old.unlink(missing_ok=True)
+
+
+def cache_folder() -> Path:
+    """$NNSPEC_CACHE_DIR, else the user's cache folder ($XDG_CACHE_HOME or ~/.cache) /nnspec/sessions."""
+    base = os.environ.get(CACHE_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnspec"
+    return Path(base) / "sessions"
+
+
+@lru_cache(maxsize=None)
+def _cpu_features() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line for line in info if line.startswith(("flags", "Features"))), platform.processor())
+    except OSError:
+        return platform.machine() + platform.processor()
+
+
 class Session:
     """An InferenceSession on the chosen provider. Weights are initializers, so they stay on the
     device; each call binds its inputs and outputs (IOBinding) instead of copying through `run`.
     `tf32=False` keeps CUDA's float32 matmuls and convolutions exact (as the tests need)."""
 
     def __init__(self, model: onnx.ModelProto | bytes | str, device: str = "auto", tf32: bool = False,
-                 notice: bool = True):
+                 notice: bool = True, cache: bool = False):
+        """`cache`: keep onnxruntime's optimized form of a deep graph (a training step, whose weights
+        are inputs, not initializers) for the next session of the same graph (SessionCache)."""
         self.choice = choose(device)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = intra_op_threads()
-        options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's
         data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
         providers = [(CUDA, {"use_tf32": str(int(tf32))}), CPU] if self.choice.device == "cuda" else [CPU]
-        self.session = ort.InferenceSession(data, options, providers=providers)
+        deep = isinstance(model, onnx.ModelProto) and len(model.graph.node) >= SessionCache.MIN_NODES
+        self.session = SessionCache(data, providers).session() if cache and deep else \
+            ort.InferenceSession(data, _options(), providers=providers)
         self.provider = self.session.get_providers()[0]
         if self.choice.device == "cuda" and self.provider != CUDA:
             raise DeviceError("the CUDA provider did not start for this model")

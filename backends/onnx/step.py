@@ -47,9 +47,10 @@ class OnnxStep:
         self.graphs = graphs
         self.seed = seed
         self.replicas = replicas or Alone()
-        self.train_session = Session(graphs.train, device, notice=notice)
+        self.train_session = Session(graphs.train, device, notice=notice, cache=True)
         self._eval_session: Session | None = None  # started on the first evaluation: the first step comes sooner
-        self.update_session = Session(graphs.update, device, notice=False) if graphs.update is not None else None
+        self.update_session = Session(graphs.update, device, notice=False, cache=True) \
+            if graphs.update is not None else None
         self.device = "cuda" if self.train_session.provider.startswith("CUDA") else "cpu"
         self.metric_names = [m.name for m in graphs.metrics]
         initial = {p.name: np.asarray(weights[p.layer][p.index], np.float32) for p in graphs.params}
@@ -63,7 +64,7 @@ class OnnxStep:
     @property
     def eval_session(self) -> Session:
         if self._eval_session is None:
-            self._eval_session = Session(self.graphs.evaluate, self.device, notice=False)
+            self._eval_session = Session(self.graphs.evaluate, self.device, notice=False, cache=True)
         return self._eval_session
 
     # ---- state ------------------------------------------------------------------------------
