@@ -80,7 +80,7 @@ def plot_history(history: dict[str, list[float]], path: str | Path, title: str |
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, tight=False)  # laid out to fit already: cropping would draw it twice
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:

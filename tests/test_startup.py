@@ -98,3 +98,66 @@ def test_the_json_schema_names_every_member_of_a_recursive_family():
     assert set(union["discriminator"]["mapping"]) == set(LAYERS.members)
     # TimeDistributed holds a layer: a reference to the same definition, not a copy
     assert schema["$defs"]["TimeDistributed"]["properties"]["layer"]["$ref"] == "#/$defs/layer"
+
+
+def _same_tree(a, b) -> bool:
+    """Trees equal in shape, rules, tokens and positions (walked without recursion: the corpus nests deep)."""
+    from lark import Token, Tree
+
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if isinstance(x, Tree):
+            if not isinstance(y, Tree) or x.data != y.data or len(x.children) != len(y.children) or \
+                    (not x.meta.empty and (x.meta.line, x.meta.column, x.meta.end_pos) !=
+                     (y.meta.line, y.meta.column, y.meta.end_pos)):
+                return False
+            stack.extend(zip(x.children, y.children))
+        elif isinstance(x, Token):
+            if not isinstance(y, Token) or (x.type, x.value, x.line, x.column) != (y.type, y.value, y.line, y.column):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _outcome(parser, text: str):
+    from lark.exceptions import UnexpectedInput
+
+    try:
+        return parser.parse(text, start="start")
+    except UnexpectedInput as exc:  # what the diagnostics are made of
+        return (type(exc).__name__, exc.line, exc.column, sorted(getattr(exc, "expected", None) or
+                                                               getattr(exc, "allowed", None) or []))
+
+
+def test_the_shipped_parser_tables_parse_as_the_grammar_does():
+    import hashlib
+
+    from lark import Lark
+
+    from nnspec import syntax
+
+    stored = json.loads((ROOT / "grammar" / syntax.TABLES).read_text())
+    grammar = syntax._grammar_text()
+    assert stored["grammar_sha256"] == hashlib.sha256(grammar.encode()).hexdigest(), \
+        "the grammar changed: run `python -m nnspec.syntax` to write its tables again"
+    built, loaded = Lark(grammar, cache=False, **syntax.PARSER_OPTIONS), syntax.new_parser()
+    texts = [p.read_text() for p in sorted([*ROOT.glob("specs/*.nn"), *ROOT.glob("tests/corpus/**/*.nn")])]
+    assert len(texts) > 20
+    for text in texts:
+        for cut in (len(text), len(text) // 3, len(text) // 2 + 7):  # whole, and broken off mid-way
+            a, b = _outcome(built, text[:cut]), _outcome(loaded, text[:cut])
+            assert _same_tree(a, b) if not isinstance(a, tuple) else a == b
+
+
+def test_a_grammar_edited_without_new_tables_is_built_from_its_text(monkeypatch):
+    from lark import Lark
+
+    from nnspec import syntax
+
+    edited = syntax._grammar_text() + "\n// edited\n"
+    monkeypatch.setattr(syntax, "_grammar_text", lambda: edited)
+    monkeypatch.setattr(Lark, "_load_from_dict", None)  # the stale tables must not be used
+    parser = syntax.new_parser()
+    assert parser.parse((ROOT / "specs" / "mnist_mlp.nn").read_text(), start="start").data == "start"

@@ -183,13 +183,13 @@ def evaluate(spec: Spec, config: TrainConfig, data: datasets.Data, weights: Weig
 
 def saver(spec: Spec):
     """How model_checkpoint saves: an ONNX model, or (weights_only, or a .npz path) the weights."""
-    from ..atomic import write_bytes
-    from ..onnx_file import compile_spec
-
     def save(path: Path, weights: Weights, weights_only: bool) -> None:
         if weights_only or path.suffix == ".npz":
             save_weights(path.with_suffix(".npz"), weights, spec.analysis)
-        else:
+        else:  # the ONNX file reader and writer load only when a model is saved, not before the first step
+            from ..atomic import write_bytes
+            from ..onnx_file import compile_spec
+
             write_bytes(path, compile_spec(spec, weights).SerializeToString())
     return save
 
