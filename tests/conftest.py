@@ -24,6 +24,13 @@ def cli():
     return run_cli
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """onnxruntime's optimized deep graphs (backends/onnx/runtime.py SessionCache) go to this run's
+    folder, not the user's (commands run as subprocesses inherit it)."""
+    os.environ["NNSPEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("session-cache"))
+
+
 @pytest.fixture(scope="session")
 def ray_address():
     """One local Ray for the whole session (it takes seconds to start), CPU only; its address, for
