@@ -69,7 +69,8 @@ print(json.dumps({"code": code, "first_step_s": steps[0][1] - launched, "first_s
                   "first_step_run_s": steps[0][1] - steps[0][0],
                   "median_step_s": sorted(b - a for a, b, _ in steps)[len(steps) // 2],
                   "steps": len(steps), "steps_s": sum(b - a for a, b, _ in steps), "total_s": end - launched,
-                  "after_last_step_s": end - steps[-1][1], "cpu_s": cpu(),
+                  "after_last_step_s": end - steps[-1][1], "after_last_step_cpu_s": cpu() - steps[-1][2],
+                  "cpu_s": cpu(),
                   "phases (wall, cpu)": {k: [round(t, 3) for t in v] for k, v in marks["phases"].items()}}))
 """
 
