@@ -205,8 +205,9 @@ class Session:
         self.choice = choose(device)
         data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
         providers = [(CUDA, {"use_tf32": str(int(tf32))}), CPU] if self.choice.device == "cuda" else [CPU]
+        # CPU only: a graph optimized for CUDA, loaded unoptimized, might place nodes differently (unmeasured)
         deep = isinstance(model, onnx.ModelProto) and len(model.graph.node) >= SessionCache.MIN_NODES
-        self.session = SessionCache(data, providers).session() if cache and deep else \
+        self.session = SessionCache(data, providers).session() if cache and deep and providers == [CPU] else \
             ort.InferenceSession(data, _options(), providers=providers)
         self.provider = self.session.get_providers()[0]
         if self.choice.device == "cuda" and self.provider != CUDA:
