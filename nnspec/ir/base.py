@@ -110,10 +110,9 @@ class Family:
         """What pydantic's discriminated union does, one member at a time; error locations keep the
         member's tag (`layers.0.Dense.units`) as the union's do."""
         value = self.coerce(value)
-        tag = getattr(value, self.key, None) if isinstance(value, BaseModel) else \
-            value.get(self.key) if isinstance(value, dict) else None
         if not isinstance(value, (dict, BaseModel)):
             raise PydanticKnownError("model_attributes_type")
+        tag = value.get(self.key) if isinstance(value, dict) else getattr(value, self.key, None)
         if tag is None:
             raise PydanticKnownError("union_tag_not_found", {"discriminator": repr(self.key)})
         if not isinstance(tag, str) or tag not in self.members:
