@@ -9,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import SpecError
 
@@ -107,9 +107,15 @@ def output_set() -> Iterator[None]:
 
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    write_chunks(target, [data])
+
+
+def write_chunks(target: str | os.PathLike, chunks: Iterable[bytes | memoryview]) -> None:
+    """The chunks, in order, as the target's bytes: a writer can produce them one at a time."""
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import output_set, write_bytes, write_text
+from .atomic import output_set, write_text
 from .errors import SpecError
 from .ir.model import Analysis, Model, analyze
 from .loader import SPEC_SUFFIXES, Spec, dump_json
@@ -71,7 +71,8 @@ def convert(source: str, target: str, weights: str | None = None, seed: int | No
                         ".h5 is Keras 2 and .keras Keras 3")
     if Path(source).resolve() == out.resolve():
         raise SpecError(f"{target}: the input and output are the same file")
-    model = read(source, weights, seed, fresh=suffix not in DOCUMENTS)
+    # lazy: each weight is read from a Keras file as it is written out, never all of them at once
+    model = read(source, weights, seed, fresh=suffix not in DOCUMENTS, lazy=True)
     with output_set():  # a spec and its weights appear together or not at all
         written, notes = write(model, out, opset, keras)
     if model.optimizer_weights:
@@ -82,15 +83,17 @@ def convert(source: str, target: str, weights: str | None = None, seed: int | No
 # ---- reading -------------------------------------------------------------------------------
 
 
-def read(path: str, weights: str | None = None, seed: int | None = None, *, fresh: bool = True) -> Source:
+def read(path: str, weights: str | None = None, seed: int | None = None, *, fresh: bool = True,
+         lazy: bool = False) -> Source:
     """The one reader of a model in any format. fresh=False leaves `weights` None where the file
-    holds none and none are given: check, summary and plot need only the architecture."""
+    holds none and none are given: check, summary and plot need only the architecture. lazy=True
+    leaves a Keras file's weights in it (h5safe.Stored, read when numpy converts them)."""
     path = str(path)
     if not Path(path).is_file():  # worded as the spec loader words it
         raise SpecError(f"{path}: is a directory, not a model file" if Path(path).is_dir() else f"{path}: no such file")
     kind = model_kind(path)
     if kind == "keras":
-        return _keras(path, weights, seed, fresh)
+        return _keras(path, weights, seed, fresh, lazy)
     if kind == "spec":
         return _spec(path, weights, seed, fresh)
     if weights is not None or seed is not None:
@@ -164,10 +167,10 @@ def _analysis(model: Model) -> Analysis:
     return analyze(model)[0]  # the readers have reported any problem already
 
 
-def _keras(path: str, weights: str | None, seed: int | None, fresh: bool) -> Source:
+def _keras(path: str, weights: str | None, seed: int | None, fresh: bool, lazy: bool) -> Source:
     from .backends.keras.importer import load
 
-    imported = load(path, weights)
+    imported = load(path, weights, lazy=lazy)
     model, arrays = imported.model, imported.weights
     analysis = _analysis(model)
     if not arrays and weights is None:  # an architecture alone: fresh weights, as Keras would build it
@@ -240,11 +243,12 @@ def _architecture(source: Source, out: Path, major: int) -> list[str]:
 
 def _onnx(source: Source, out: Path, opset: int | None) -> list[str]:
     from .backends.onnx import DEFAULT_OPSET
-    from .onnx_file import compile_model
+    from .onnx_file import compile_model, save
 
+    large: list = []
     proto = compile_model(source.model, source.weights, opset or DEFAULT_OPSET, source=source.text,
-                          path=source.path if source.text is not None else None)
-    write_bytes(out, proto.SerializeToString())
+                          path=source.path if source.text is not None else None, large=large)
+    save(out, proto, large)
     return []
 
 

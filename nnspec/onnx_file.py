@@ -7,6 +7,8 @@ from pathlib import Path
 import onnx
 
 from . import __version__
+from .atomic import write_chunks
+from .backends.onnx import stream
 from .backends.onnx.compile import compile_onnx, metadata, read_onnx
 from .backends.onnx.emit import DEFAULT_OPSET
 from .backends.onnx.lift import Lifted, lift as lift_graph, load_checked
@@ -19,11 +21,11 @@ SOURCE, SUFFIX, VERSION = "nnspec.source", "nnspec.suffix", "nnspec.version"
 
 
 def compile_model(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *, source: str | None = None,
-                  path: str | None = None, fused: bool = True) -> onnx.ModelProto:
+                  path: str | None = None, fused: bool = True, large: list | None = None) -> onnx.ModelProto:
     """The inference ONNX model (see compile_onnx) carrying `source`, the spec text (the resolved JSON
     if None); `path` names the spec in errors and gives the stored text's format by its suffix
-    (.nn if None)."""
-    proto = compile_onnx(model, weights, opset, path=path, fused=fused)
+    (.nn if None). `large`: see save."""
+    proto = compile_onnx(model, weights, opset, path=path, fused=fused, large=large)
     proto.producer_version = __version__
     suffix = Path(path or "spec.nn").suffix.lower() or ".nn"
     if source is None or suffix not in SPEC_SUFFIXES:  # a model read from Keras or ONNX: its resolved JSON
@@ -31,6 +33,13 @@ def compile_model(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *,
     onnx.helper.set_model_props(proto, {SOURCE: dump_json(model) if source is None else source, SUFFIX: suffix,
                                         VERSION: __version__})
     return proto
+
+
+def save(path: str | Path, proto: onnx.ModelProto, large: list = ()) -> None:
+    """Write the model, and the large constants compile_model(large=...) left out of it, one at a
+    time (see stream.py): a model's weights are never all in memory. The file appears whole or not
+    at all."""
+    write_chunks(path, stream.chunks(proto, large))
 
 
 def compile_spec(spec: Spec, weights: Weights, opset: int = DEFAULT_OPSET, fused: bool = True) -> onnx.ModelProto:

@@ -4,7 +4,7 @@ An HDF5 file can make the library read other files: external datasets store thei
 in arbitrary paths, virtual datasets map other files in, and external links open them
 (CVE-2025-9905 is Keras reading /etc files this way). A file can also name a compression
 filter that HDF5 would load as a plugin from disk. check_file() refuses all of these up
-front, before any data is read; read() checks again at the point of use.
+front, before any data is read; stored() checks again at the point of use.
 
 Known limit: libhdf5 itself can spin on some corrupted files (fuzzing found one flipped
 byte in a global heap that makes reading a string attribute never return). Only running
@@ -77,25 +77,52 @@ def check_file(f: h5py.File, source: str) -> None:
         raise KerasFormatError(source, None, f"corrupt HDF5 file: {exc}") from None
 
 
-def read(group: h5py.Group, name: str, source: str) -> np.ndarray:
-    """A numeric dataset as a numpy array, bit for bit (bfloat16 is widened to float32)."""
+def stored(group: h5py.Group, name: str, source: str) -> "Stored":
+    """A numeric dataset, checked now and read, bit for bit (bfloat16 widened to float32), when numpy
+    converts it to an array (see Stored)."""
     path = f"{group.name.rstrip('/')}/{name}"
     try:
         obj = group.get(name)
         if not isinstance(obj, h5py.Dataset):
             raise KerasFormatError(source, path, "missing dataset")
         _refuse_dataset(obj, source, path)
-        data = np.asarray(obj[()])
         tagged_bf16 = obj.attrs.get("dtype") in ("bfloat16", b"bfloat16")
+        dtype = obj.dtype
     except H5_ERRORS as exc:
         raise KerasFormatError(source, path, f"unreadable dataset: {exc}") from None
-    if data.dtype.kind == "V" and data.dtype.itemsize == 2 and (tagged_bf16 or data.dtype.names is None):
-        # Keras stores bfloat16 as 2-byte opaque data; widening to float32 is exact.
-        bits = data.view(np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32)
-    if data.dtype.kind not in "fiub":
-        raise KerasFormatError(source, path, f"non-numeric dataset of type {data.dtype}")
-    return data
+    bfloat16 = dtype.kind == "V" and dtype.itemsize == 2 and (tagged_bf16 or dtype.names is None)
+    if not bfloat16 and dtype.kind not in "fiub":
+        raise KerasFormatError(source, path, f"non-numeric dataset of type {dtype}")
+    return Stored(obj, source, bfloat16)
+
+
+class Stored:
+    """A dataset's array, read from the (still open) file each time numpy converts it. A converter
+    that writes each weight as it reads it never holds a whole model's weights: the file stays
+    the one copy. Holding a Stored keeps its file open."""
+
+    __slots__ = ("_dataset", "_source", "_bfloat16", "shape", "dtype")
+
+    def __init__(self, dataset: h5py.Dataset, source: str, bfloat16: bool):
+        self._dataset, self._source, self._bfloat16 = dataset, source, bfloat16
+        self.shape = tuple(dataset.shape)
+        self.dtype = np.dtype(np.float32) if bfloat16 else dataset.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        try:
+            data = np.asarray(self._dataset[()])
+        except H5_ERRORS as exc:
+            raise KerasFormatError(self._source, self._dataset.name, f"unreadable dataset: {exc}") from None
+        if self._bfloat16:  # Keras stores bfloat16 as 2-byte opaque data; widening to float32 is exact
+            data = (data.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"Stored({self._dataset.name}, {self.shape}, {self.dtype})"
 
 
 def attr_text(obj, key: str, source: str) -> str | None:

@@ -36,9 +36,10 @@ class Imported:
     notes: list[str] = field(default_factory=list)  # what was read but could not be kept
 
 
-def load(path, weights_path=None) -> Imported:
+def load(path, weights_path=None, *, lazy: bool = False) -> Imported:
+    """lazy: see reader.load."""
     try:
-        return import_model(reader.load(path, weights_path))
+        return import_model(reader.load(path, weights_path, lazy=lazy))
     except FileNotFoundError as exc:
         raise SpecError("no such file", str(exc.args[0] if exc.args else path)) from None
 

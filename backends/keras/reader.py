@@ -3,6 +3,7 @@
     model = load("net.h5")                                  # full model, legacy HDF5
     model = load("net.keras")                               # Keras 3 archive
     model = load("net.json", weights_path="net.weights.h5") # to_json() + save_weights()
+    model = load("net.h5", lazy=True)                       # weights read when used (h5safe.Stored)
 
 The result is a KerasModel (see model.py) whose layer configs follow one convention for
 Keras 2 and Keras 3 (see normalize.py), whose Sequential and Functional models look alike
@@ -22,11 +23,13 @@ import os
 import re
 import zipfile
 import zlib
+from contextlib import nullcontext
 
 import h5py
+import numpy as np
 import yaml
 
-from . import h5safe, topology, training, weights
+from . import catalog, h5safe, topology, training, weights, zip_member
 from .errors import KerasFormatError
 from .model import KerasLayer, KerasModel, TensorRef
 from .normalize import Context
@@ -38,7 +41,9 @@ _DOCUMENTS = (".json", ".yaml", ".yml")  # to_json(), or to_yaml() as Keras 2 wr
 _MAX_JSON_BYTES = 64 << 20
 
 
-def load(path, weights_path=None) -> KerasModel:
+def load(path, weights_path=None, *, lazy: bool = False) -> KerasModel:
+    """lazy: weights and optimizer state stay in the file, as h5safe.Stored arrays read when used
+    (the file stays open while they are held); otherwise they are read into memory."""
     source = os.fspath(path)
     if not os.path.isfile(source):
         raise FileNotFoundError(source)
@@ -46,15 +51,15 @@ def load(path, weights_path=None) -> KerasModel:
     if lower.endswith(_DOCUMENTS):
         model = _load_json(source)
         if weights_path is not None:
-            _attach_weights_file(model, os.fspath(weights_path))
+            _attach_weights_file(model, os.fspath(weights_path), lazy)
         return model
     if weights_path is not None:
         raise KerasFormatError(source, None, "weights_path is only for a .json architecture; "
                                "this file carries its own weights")
     if lower.endswith(".keras"):
-        return _load_keras(source)
+        return _load_keras(source, lazy)
     if lower.endswith(_H5):
-        return _load_h5(source)
+        return _load_h5(source, lazy)
     raise KerasFormatError(source, None, "unknown file type; expected .h5, .hdf5, .keras, .json or .yaml")
 
 
@@ -120,13 +125,29 @@ def _load_json(source: str) -> KerasModel:
     return model
 
 
-def _attach_weights_file(model: KerasModel, wpath: str) -> None:
+def _opened(target, source: str, lazy: bool):
+    """The HDF5 file, closed at the end of the `with` unless its weights are read lazily."""
+    f = h5safe.open_file(target, source)
+    return nullcontext(f) if lazy else f
+
+
+def _read_now(model: KerasModel) -> None:
+    """Every weight into memory, before the file closes."""
+    for layer in model.layers:
+        if layer.class_name in catalog.MODEL_CLASSES:
+            _read_now(layer.config["model"])
+        layer.weights = [np.asarray(a) for a in layer.weights]
+    if model.optimizer_weights:
+        model.optimizer_weights = {k: np.asarray(a) for k, a in model.optimizer_weights.items()}
+
+
+def _attach_weights_file(model: KerasModel, wpath: str, lazy: bool) -> None:
     ctx = Context(wpath)
     if not os.path.isfile(wpath):
         raise FileNotFoundError(wpath)
     if not wpath.lower().endswith(_H5):
         raise ctx.error("weights file must be .h5 / .hdf5 / .weights.h5")
-    with h5safe.open_file(wpath, wpath) as f:
+    with _opened(wpath, wpath, lazy) as f:
         h5safe.check_file(f, wpath)
         try:
             if isinstance(f.get("model_weights"), h5py.Group):  # a full-model .h5
@@ -140,15 +161,17 @@ def _attach_weights_file(model: KerasModel, wpath: str) -> None:
                 model.optimizer_weights = training.keras3_optimizer_weights(f, wpath)
             else:
                 raise ctx.error("not a Keras weights file (no layer_names attribute, no 'layers' group)")
+            if not lazy:
+                _read_now(model)
         except h5safe.H5_ERRORS as exc:
             raise ctx.error(f"corrupt HDF5 file: {exc}") from None
 
 
 # ---------------------------------------------------------------- .h5
 
-def _load_h5(source: str) -> KerasModel:
+def _load_h5(source: str, lazy: bool) -> KerasModel:
     ctx = Context(source)
-    with h5safe.open_file(source, source) as f:
+    with _opened(source, source, lazy) as f:
         h5safe.check_file(f, source)
         try:
             doc = h5safe.attr_json(f, "model_config", source)
@@ -168,6 +191,8 @@ def _load_h5(source: str) -> KerasModel:
             model.training_config = training.training_config(
                 h5safe.attr_json(f, "training_config", source), ctx)
             model.optimizer_weights = training.legacy_optimizer_weights(f, source)
+            if not lazy:
+                _read_now(model)
         except h5safe.H5_ERRORS as exc:
             raise ctx.error(f"corrupt HDF5 file: {exc}") from None
     model.source = source
@@ -196,7 +221,17 @@ def _member(zf: zipfile.ZipFile, name: str, ctx: Context, limit: int | None = No
         raise ctx.error(f"corrupt archive member: {exc}", where) from None
 
 
-def _load_keras(source: str) -> KerasModel:
+def _weights_member(zf: zipfile.ZipFile, source: str, ctx: Context):
+    """model.weights.h5 as a file object: read in place where stored uncompressed, else inflated."""
+    where = "member 'model.weights.h5'"
+    try:
+        member = zip_member.open_stored(source, zf.getinfo("model.weights.h5"))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ctx.error(f"corrupt archive member: {exc}", where) from None
+    return member or io.BytesIO(_member(zf, "model.weights.h5", ctx))
+
+
+def _load_keras(source: str, lazy: bool) -> KerasModel:
     ctx = Context(source)
     try:
         zf = zipfile.ZipFile(source)
@@ -219,14 +254,16 @@ def _load_keras(source: str) -> KerasModel:
             other = [n for n in names if n.startswith("model.weights")]
             raise ctx.error(f"no model.weights.h5 in the archive (found {other or 'no weights'}); "
                             "only HDF5 weights are read")
-        data = _member(zf, "model.weights.h5", ctx)
+        member = _weights_member(zf, source, ctx)
     wsource = f"{source}[model.weights.h5]"
     wctx = Context(wsource)
-    with h5safe.open_file(io.BytesIO(data), wsource) as f:
+    with _opened(member, wsource, lazy) as f:
         h5safe.check_file(f, wsource)
         try:
             weights.from_keras3(model, f, wctx)
             model.optimizer_weights = training.keras3_optimizer_weights(f, wsource)
+            if not lazy:
+                _read_now(model)
         except h5safe.H5_ERRORS as exc:
             raise wctx.error(f"corrupt HDF5 file: {exc}") from None
     model.source = source

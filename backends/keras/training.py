@@ -63,7 +63,7 @@ def _natural(path: str):
 def _all_datasets(group: h5py.Group, source: str, prefix: str) -> dict:
     paths: list[str] = []
     group.visititems(lambda n, o: paths.append(n) if isinstance(o, h5py.Dataset) else None)
-    return {f"{prefix}{p}": h5safe.read(group, p, source) for p in sorted(paths, key=_natural)}
+    return {f"{prefix}{p}": h5safe.stored(group, p, source) for p in sorted(paths, key=_natural)}
 
 
 def legacy_optimizer_weights(f: h5py.File, source: str) -> dict | None:
@@ -73,7 +73,7 @@ def legacy_optimizer_weights(f: h5py.File, source: str) -> dict | None:
     names = h5safe.attr_names(group, "weight_names", source)
     if names is None:
         return _all_datasets(group, source, "") or None
-    return {n: h5safe.read(group, n, source) for n in names} or None
+    return {n: h5safe.stored(group, n, source) for n in names} or None
 
 
 def keras3_optimizer_weights(f: h5py.File, source: str) -> dict | None:

@@ -119,7 +119,7 @@ def from_legacy(model: KerasModel, group: h5py.Group, ctx: Context) -> None:
         if not isinstance(sub, h5py.Group):
             raise ctx.error("listed in layer_names but missing", f"{group.name}/{layer.name}")
         wnames = h5safe.attr_names(sub, "weight_names", src) or []
-        pairs = [(w, h5safe.read(sub, w, src)) for w in wnames]
+        pairs = [(w, h5safe.stored(sub, w, src)) for w in wnames]
         if layer.class_name in catalog.MODEL_CLASSES:
             _distribute(layer.config["model"], [(_short(w), a) for w, a in pairs], ctx, sub.name)
         else:
@@ -219,7 +219,7 @@ def _own_vars(group: h5py.Group, ctx: Context, consumed: set) -> list:
         raise ctx.error("variables not numbered 0, 1, ...", own.name)
     out = []
     for k in sorted(keys, key=int):
-        out.append(h5safe.read(own, k, ctx.source))
+        out.append(h5safe.stored(own, k, ctx.source))
         consumed.add(f"{own.name}/{k}")
     return out
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from ...errors import Diagnostic, SpecError
@@ -14,7 +13,7 @@ from ...ir.weights import Weights, check_weights
 from . import primitives as P
 from . import recurrent  # noqa: F401  (registers the recurrent layers in the layer table)
 from .emit import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
-from .graph import Graph, Var
+from .graph import Graph, Var, weight
 from .layers import LayerCall, TrainContext, expand, output_mask
 
 COMPUTE_DTYPE = "float32"  # Keras layers compute in float32 whatever float the input holds
@@ -45,7 +44,7 @@ def trace(analysis: Analysis, weights: Weights, fused: bool = True, graph: Graph
         layer = info.layer
         specs = layer.weights(info.inputs)
         with graph.scope(layer.name):
-            ws = [a if isinstance(a, Var) else graph.const(np.asarray(a, COMPUTE_DTYPE), hint=f"{layer.name}/{w.name}")
+            ws = [a if isinstance(a, Var) else graph.const(weight(a, COMPUTE_DTYPE), hint=f"{layer.name}/{w.name}")
                   for w, a in zip(specs, weights.get(layer.name, []))]
             call = LayerCall(layer, [tensors[t] for t in layer.inputs], info.inputs, info.outputs, specs, ws,
                              [masks[t] for t in layer.inputs], fused, train)
@@ -59,16 +58,16 @@ def trace(analysis: Analysis, weights: Weights, fused: bool = True, graph: Graph
 
 
 def compile_onnx(model: Model, weights: Weights, opset: int = DEFAULT_OPSET, *, path: str | None = None,
-                 fused: bool = True) -> onnx.ModelProto:
+                 fused: bool = True, large: list | None = None) -> onnx.ModelProto:
     """`weights`: {layer name: arrays in Keras get_weights() order}; `path` names the spec in errors.
     `fused=False` keeps every layer in primitives (no Gemm, BatchNormalization, LayerNormalization
-    or recurrent ONNX ops)."""
+    or recurrent ONNX ops). `large`: see emit.to_onnx (the weights stream.py writes)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset {opset} is not supported; choose one from {MIN_OPSET} to {MAX_OPSET}")
     analysis = analyzed(model, path)
     check_weights(analysis, weights, path)
     graph, outputs = trace(analysis, weights, fused)
-    return to_onnx(graph, outputs, opset, model.name)
+    return to_onnx(graph, outputs, opset, model.name, large)
 
 
 def metadata(proto: onnx.ModelProto) -> dict[str, str]:

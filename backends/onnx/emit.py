@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph import Aval, Graph, Var, live_equations
+from .graph import Aval, Deferred, Graph, Var, live_equations
 
 DEFAULT_OPSET = 18  # every op used has a CUDA kernel at this version (see FACTS.md)
 MIN_OPSET, MAX_OPSET = 17, 26  # 17: LayerNormalization; onnxruntime 1.31 loads up to 26
@@ -16,8 +16,8 @@ SMALL_CONSTANT = 64  # elements; identical small constants of one layer share an
 class Emitter:
     """What lowering rules see as `ctx`: makes nodes and initializers named after the current layer."""
 
-    def __init__(self, opset: int):
-        self.opset = opset
+    def __init__(self, opset: int, large: list | None = None):
+        self.opset, self.large = opset, large
         self.scope = ""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -50,14 +50,18 @@ class Emitter:
             self.producer[n] = (node, i)
         return names[0] if outputs == 1 else names
 
-    def const(self, value: np.ndarray, name: str | None = None) -> str:
+    def const(self, value: np.ndarray | Deferred, name: str | None = None) -> str:
+        base = name or (f"{self.scope}/const" if self.scope else "const")
+        if self.large is not None and streamed(value):
+            out = self.fresh(base)
+            self.large.append((out, value))
+            return out
         value = np.asarray(value)
         key = None
         if value.size <= SMALL_CONSTANT and name is None:
             key = (self.scope, value.dtype.str, value.shape, value.tobytes())
             if key in self._small:
                 return self._small[key]
-        base = name or (f"{self.scope}/const" if self.scope else "const")
         out = self.fresh(base)
         self.initializers.append(numpy_helper.from_array(value, out))
         if key is not None:
@@ -83,6 +87,17 @@ class Emitter:
         return True
 
 
+def aval_of(value: np.ndarray | Deferred) -> Aval:
+    return value.aval if isinstance(value, Deferred) else Aval(value.shape, str(value.dtype))
+
+
+def streamed(value: np.ndarray | Deferred) -> bool:
+    """A large numeric constant, which stream.py writes as raw bytes in its turn."""
+    value = value if isinstance(value, Deferred) else np.asarray(value)
+    aval = aval_of(value)
+    return np.dtype(aval.dtype).kind in "fiub" and int(np.prod(aval.shape)) > SMALL_CONSTANT
+
+
 def value_info(name: str, aval: Aval) -> onnx.ValueInfoProto:
     dims = ["batch" if i == 0 and d is None else d for i, d in enumerate(aval.shape)]
     return helper.make_tensor_value_info(name, Emitter.dtype(aval.dtype), dims)
@@ -92,9 +107,12 @@ def ir_version(opset: int) -> int:
     return max(MIN_IR_VERSION, helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))
 
 
-def to_onnx(graph: Graph, outputs: dict[str, Var], opset: int = DEFAULT_OPSET, name: str = "model") -> onnx.ModelProto:
-    """Graph inputs keep their names (the spec's); each output gets the spec's tensor name."""
-    ctx = Emitter(opset)
+def to_onnx(graph: Graph, outputs: dict[str, Var], opset: int = DEFAULT_OPSET, name: str = "model",
+            large: list | None = None) -> onnx.ModelProto:
+    """Graph inputs keep their names (the spec's); each output gets the spec's tensor name. `large`:
+    where given, large constants are appended to it as (name, array or Deferred) instead of being
+    put in the model, for stream.py to write one at a time."""
+    ctx = Emitter(opset, large)
     names: dict[int, str] = {}
     for v in graph.inputs:
         names[id(v)] = v.hint

@@ -6,6 +6,7 @@ equation to the graph, after three chances to emit less:
   so a conv stack stays channels-first between its first and last transpose);
 - constant folding with the primitive's numpy `impl` when every input is a constant (weights in
   an inference graph: a conv kernel is stored already transposed, not transposed at run time);
+  a large fold of a weight still in its file is `Deferred`: computed when it is written;
 - common-subexpression reuse (two layers transposing the same tensor share one transpose).
 Nothing is ONNX-specific here; `emit.py` lowers the live equations to ONNX nodes.
 """
@@ -29,12 +30,41 @@ class Aval(NamedTuple):
         return len(self.shape)
 
 
+class Deferred:
+    """A large constant computed when it is written, not when traced: a weight still in its file
+    (anything numpy converts, such as an HDF5 dataset), or a fold of one (a conv kernel transposed
+    and scaled by a batch normalization). The graph holds only the recipe, so the writer can hold
+    one weight at a time; each conversion to an array computes it again."""
+
+    __slots__ = ("compute", "aval")
+
+    def __init__(self, compute: Callable[[], Any], aval: Aval):
+        self.compute, self.aval = compute, aval
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = np.asarray(self.compute(), dtype=self.aval.dtype)
+        if array.shape != self.aval.shape:
+            raise ValueError(f"a deferred constant computed shape {array.shape}, not {self.aval.shape}")
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+DEFER_ELEMENTS = 4096  # smaller folds are computed at once: cheap, and rewrite rules may read them
+
+
+def weight(value: Any, dtype: str) -> np.ndarray | Deferred:
+    """A weight array as it is; anything else numpy converts (a dataset still in its file) Deferred."""
+    if isinstance(value, np.ndarray) or not hasattr(value, "__array__"):
+        return np.asarray(value, dtype)
+    return Deferred(lambda: np.asarray(value, dtype), Aval(tuple(value.shape), dtype))
+
+
 class Var:
     """A tensor in the graph: a model input, a constant (`value`), or an equation's output."""
 
     __slots__ = ("graph", "aval", "eqn", "value", "hint")
 
-    def __init__(self, graph: "Graph", aval: Aval, eqn: "Eqn | None" = None, value: np.ndarray | None = None,
+    def __init__(self, graph: "Graph", aval: Aval, eqn: "Eqn | None" = None,
+                 value: np.ndarray | Deferred | None = None,
                  hint: str | None = None):
         self.graph, self.aval, self.eqn, self.value, self.hint = graph, aval, eqn, value, hint
 
@@ -127,6 +157,8 @@ class Graph:
         return var
 
     def const(self, value: Any, dtype: str | None = None, hint: str | None = None) -> Var:
+        if isinstance(value, Deferred):
+            return Var(self, value.aval, value=value, hint=hint)
         array = np.asarray(value, dtype=dtype)
         return Var(self, Aval(array.shape, str(array.dtype)), value=array, hint=hint)
 
@@ -141,9 +173,12 @@ class Graph:
         avals = prim.shape(*[None if v is None else v.aval for v in ins], **params)
         avals = avals if prim.multiple_results else [avals]
         if prim.impl is not None and all(v is not None and v.is_const for v in ins):
-            values = prim.impl(*[v.value for v in ins], **params)
-            values = values if prim.multiple_results else [values]
             hint = next((v.hint for v in ins if v.hint), None)
+            if _defers(prim, ins, avals):
+                fold = Deferred(lambda: prim.impl(*[np.asarray(v.value) for v in ins], **params), avals[0])
+                return self.const(fold, hint=hint)
+            values = prim.impl(*[np.asarray(v.value) for v in ins], **params)
+            values = values if prim.multiple_results else [values]
             outs = [self.const(np.asarray(x, a.dtype), hint=hint) for x, a in zip(values, avals)]
         else:
             key = (prim, tuple(id(v) for v in ins), _freeze(params))
@@ -155,6 +190,11 @@ class Graph:
                 self.eqns.append(eqn)
                 self._seen[key] = outs  # the key holds ids of inputs the equation keeps alive
         return outs if prim.multiple_results else outs[0]
+
+
+def _defers(prim: Primitive, ins: list[Var], avals: list[Aval]) -> bool:
+    return (not prim.multiple_results and any(isinstance(v.value, Deferred) for v in ins)
+            and int(np.prod(avals[0].shape)) >= DEFER_ELEMENTS)
 
 
 def _freeze(v: Any) -> Any:
