@@ -59,7 +59,8 @@ def weight(value: Any, dtype: str) -> np.ndarray | Deferred:
 
 
 class Var:
-    """A tensor in the graph: a model input, a constant (`value`), or an equation's output."""
+    """A tensor in the graph: a model input, a constant (`value`: an array, or a Deferred that
+    np.asarray computes), or an equation's output."""
 
     __slots__ = ("graph", "aval", "eqn", "value", "hint")
 

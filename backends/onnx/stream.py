@@ -49,7 +49,7 @@ def chunks(proto: onnx.ModelProto, large: Sequence[tuple[str, np.ndarray | Defer
     tensors = []
     for name, value in large:
         aval = aval_of(value)
-        dtype = np.dtype(aval.dtype)
+        dtype = np.dtype(aval.dtype).newbyteorder("<")  # raw_data is little-endian
         tensor_head = onnx.TensorProto(name=name, dims=aval.shape,
                                        data_type=helper.np_dtype_to_tensor_dtype(dtype)).SerializeToString()
         nbytes = int(np.prod(aval.shape)) * dtype.itemsize
@@ -66,6 +66,6 @@ def chunks(proto: onnx.ModelProto, large: Sequence[tuple[str, np.ndarray | Defer
         array = np.asarray(value)  # a Deferred is read and folded now
         if array.shape != aval.shape or array.dtype != np.dtype(aval.dtype):
             raise ValueError(f"constant computed as {array.dtype}{list(array.shape)}, not {aval.dtype}{list(aval.shape)}")
-        array = np.ascontiguousarray(array, array.dtype.newbyteorder("<"))  # raw_data is little-endian
+        array = np.ascontiguousarray(array, array.dtype.newbyteorder("<"))
         yield framing
         yield memoryview(array).cast("B")
