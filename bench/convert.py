@@ -3,7 +3,7 @@ and tf2onnx's `python -m tf2onnx.convert --keras m.h5` beside it for the Keras 2
 tf2onnx (with TensorFlow and tf_keras) is installed.
 
     python bench/convert.py [--rounds 3] [--output bench/CONVERT_RESULTS.md]
-    python bench/convert.py --zoo /tmp/zoo [--keras-python /path/to/tf-venv/bin/python]
+    python bench/convert.py --zoo /tmp/zoo [--models ResNet50 ...] [--rounds 3] [--keras-python /path/to/tf-venv/bin/python]
 
 A conversion is timed from process start to exit (the interpreter, imports and writing included),
 as a user waits for it; the median of the rounds is reported. The target is under 1 s each.
@@ -12,8 +12,10 @@ as a user waits for it; the median of the rounds is reported. The target is unde
 output is kept): bench/zoo.py writes them once into the folder, by Keras 2 and 3 (weights=None),
 with the Python that has TensorFlow (--keras-python; nnspec's own environment needs none); then
 each file is converted by nnspec and its Keras 2 file by tf2onnx, both measured for wall time
-and peak memory, and both ONNX files run by onnxruntime against Keras's own predictions.
-Models nnspec refuses are listed with its one-line refusal.
+and peak memory (nnspec's the median of --rounds runs, tf2onnx's one run: it takes minutes), and
+both ONNX files run by onnxruntime against Keras's own predictions. Models nnspec refuses are
+listed with its one-line refusal. The machine's load average is noted beside each row, and the
+peak memory of a Python that only imports what a conversion needs, the floor under every peak.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from zoo import MODELS as ZOO_MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "keras"
@@ -76,6 +79,24 @@ def measured(command: list[str]) -> tuple[float, float, int, str]:
     return elapsed, peak_kb / 1024, result.returncode, lines[-1] if lines else ""
 
 
+def measured_median(command: list[str], rounds: int) -> tuple[float, float, int, str]:
+    runs = [measured(command) for _ in range(rounds)]
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), *runs[-1][2:])
+
+
+# What `nnspec convert` imports to read a Keras file and write ONNX (and Python, NumPy, h5py, onnx alone)
+IMPORT_FLOORS = {"python, numpy, h5py, onnx": "import numpy, h5py, onnx",
+                 "nnspec convert's imports": "import nnspec.convert, nnspec.backends.keras.importer, nnspec.onnx_file"}
+
+
+def import_floors() -> list[str]:
+    return [f"{what} {measured([sys.executable, '-c', code])[1]:.0f} MB" for what, code in IMPORT_FLOORS.items()]
+
+
+def load_average() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def check_onnx(path: Path, io: Path) -> tuple[int, str]:
     """Node count of the written ONNX and its max-abs error against Keras's predict (or why
     onnxruntime cannot run it: tf2onnx leaves some constants as graph inputs)."""
@@ -111,18 +132,16 @@ def fixture_rows(rounds: int, python: str | None) -> list[str]:
     return rows
 
 
-def zoo_rows(zoo: Path, python: str) -> tuple[list[str], list[str]]:
+def zoo_rows(zoo: Path, python: str, models: list[str], rounds: int) -> tuple[list[str], list[str]]:
     """Table rows, and the refusals (file: nnspec's one line)."""
-    from zoo import MODELS as ZOO_MODELS
-
     subprocess.run([python, str(Path(__file__).with_name("zoo.py")), str(zoo)], check=True, env=ENVIRONMENT)
     rows, refusals = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ZOO_MODELS:
+        for name in models:
             for form in ZOO_FORMATS:
                 source, io = zoo / f"{name}.{form}", zoo / f"{name}.{form[:2]}.io.npz"
                 size = source.stat().st_size / 2**20
-                cells = []
+                cells, load = [], load_average()
                 for tool, command, target in (
                         ("nnspec", nnspec_command, Path(tmp) / "m.onnx"),
                         ("tf2onnx", lambda s, t: tf2onnx_command(python, s, t), Path(tmp) / "t.onnx")):
@@ -130,15 +149,16 @@ def zoo_rows(zoo: Path, python: str) -> tuple[list[str], list[str]]:
                         cells.append("- | - | - | -")
                         continue
                     target.unlink(missing_ok=True)
-                    seconds, peak, code, last = measured(command(source, target))
+                    seconds, peak, code, last = (measured_median(command(source, target), rounds) if tool == "nnspec"
+                                                 else measured(command(source, target)))
                     if code != 0:
                         cells.append(f"refused | {peak:.0f} | - | -")
                         if tool == "nnspec":
                             refusals.append(f"- `{source.name}`: {last}")
                         continue
                     nodes, error = check_onnx(target, io)
-                    cells.append(f"{seconds:.1f} | {peak:.0f} | {nodes} | {error}")
-                rows.append(f"| {name} | {form} | {size:.1f} | " + " | ".join(cells) + " |")
+                    cells.append(f"{seconds:.1f} | {peak:.0f} ({peak / size:.1f}x) | {nodes} | {error}")
+                rows.append(f"| {name} | {form} | {size:.1f} | " + " | ".join(cells) + f" | {load} |")
                 print(rows[-1], flush=True)
     return rows, refusals
 
@@ -146,18 +166,22 @@ def zoo_rows(zoo: Path, python: str) -> tuple[list[str], list[str]]:
 ZOO_HEADING = "## Full-size keras.applications networks"
 
 
-def zoo_section(zoo: Path, python: str) -> list[str]:
-    rows, refusals = zoo_rows(zoo, python)
+def zoo_section(zoo: Path, python: str, models: list[str], rounds: int) -> list[str]:
+    floors = import_floors()
+    rows, refusals = zoo_rows(zoo, python, models, rounds)
     return [
         ZOO_HEADING, "",
-        "`python bench/convert.py --zoo DIR`: `bench/zoo.py` wrote each network with `weights=None` at 96x96 "
-        "(1000 classes); each file was converted once to ONNX by `nnspec convert` and, for the Keras 2 file, by "
-        "`python -m tf2onnx.convert --keras`. Seconds are the whole process's wall time, MB its peak resident "
-        "memory; error is the max-abs difference of onnxruntime's output from Keras's own `predict` on two "
-        "random images.", "",
+        f"`python bench/convert.py --zoo DIR --rounds {rounds}{' --models ' + ' '.join(models) if models != ZOO_MODELS else ''}`: "
+        "`bench/zoo.py` wrote each network with `weights=None` at 96x96 "
+        "(1000 classes); each file was converted to ONNX by `nnspec convert` (median of the rounds) and, for the "
+        "Keras 2 file, once by `python -m tf2onnx.convert --keras`. Seconds are the whole process's wall time, "
+        "MB its peak resident memory (and its ratio to the file's size); error is the max-abs difference of "
+        "onnxruntime's output from Keras's own `predict` on two random images; load is the 1-minute load "
+        f"average when the row was measured, on {os.cpu_count()} CPUs. Peak memory of a Python that only "
+        f"imports: {'; '.join(floors)}.", "",
         "| model | file | MB | nnspec s | nnspec peak MB | nnspec nodes | nnspec error "
-        "| tf2onnx s | tf2onnx peak MB | tf2onnx nodes | tf2onnx error |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows,
+        "| tf2onnx s | tf2onnx peak MB | tf2onnx nodes | tf2onnx error | load |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows,
         "", "Refused by nnspec:", "", *(refusals or ["- none"]),
     ]
 
@@ -182,6 +206,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "CONVERT_RESULTS.md")
     parser.add_argument("--zoo", type=Path, help="measure the full-size networks instead, written into (and kept "
                                                  "in) this folder; the fixtures' table in --output is kept")
+    parser.add_argument("--models", nargs="+", choices=ZOO_MODELS, default=ZOO_MODELS,
+                        help="with --zoo: only these networks (default: all ten)")
     parser.add_argument("--keras-python", default=sys.executable,
                         help="a Python with TensorFlow, tf_keras, keras 3 and tf2onnx (default: this one)")
     args = parser.parse_args()
@@ -196,7 +222,7 @@ def main() -> None:
     previous = args.output.read_text() if args.output.exists() else ""
     fixtures, _, zoo = previous.partition(ZOO_HEADING)
     if args.zoo:
-        fixtures, zoo = fixtures.rstrip("\n"), "\n".join(zoo_section(args.zoo, python))
+        fixtures, zoo = fixtures.rstrip("\n"), "\n".join(zoo_section(args.zoo, python, args.models, args.rounds))
     else:
         fixtures, zoo = "\n".join(fixture_section(args.rounds, python)), (ZOO_HEADING + zoo if zoo else "")
     args.output.write_text(fixtures + ("\n\n" + zoo.rstrip("\n") if zoo else "") + "\n")

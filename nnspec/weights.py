@@ -70,11 +70,12 @@ def save_weights(path: str | Path, weights: Weights, analysis: Analysis) -> None
     arrays = {}
     for info in analysis.layers:
         for i, (w, a) in enumerate(zip(info.layer.weights(info.inputs), weights.get(info.layer.name, []))):
-            arrays[f"{info.layer.name}/{i}/{w.name}"] = np.asarray(a)
+            arrays[f"{info.layer.name}/{i}/{w.name}"] = a
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
         for key, array in arrays.items():  # np.savez's layout, without its entry times: same weights, same bytes
             with zf.open(zipfile.ZipInfo(f"{key}.npy", (1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as entry:
-                np.lib.format.write_array(entry, array, allow_pickle=False)
+                # read here, one at a time, where a weight is still in its Keras file (h5safe.Stored)
+                np.lib.format.write_array(entry, np.asarray(array), allow_pickle=False)
 
 
 def load_weights(path: str | Path, analysis: Analysis | None = None) -> Weights:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +65,7 @@ class KerasExport:
         entries = {i.name: self._input_entry(i.name, i.type()) for i in model.inputs}
         for info in analysis.layers:
             cls, config = keras_layer(info.layer, major)
-            arrays = [np.asarray(a) for a in (weights or {}).get(info.layer.name, [])]
+            arrays = list((weights or {}).get(info.layer.name, []))  # read when written: see h5safe.Stored
             entries[info.layer.name] = _Entry(cls, config, info.layer, list(info.layer.inputs), info.inputs, arrays)
         self.entries = [entries[name] for name in keras_order(model)]
         self.train, self.notes = export_train(model.train, major)
@@ -290,15 +292,18 @@ def save_h5(path: str | Path, model: Model, weights: Weights) -> list[str]:
 def save_keras(path: str | Path, model: Model, weights: Weights) -> list[str]:
     """The Keras 3 .keras archive; returns notes on settings Keras cannot hold."""
     export = KerasExport(model, weights, 3)
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
-        export.keras3_weights(f)
-    members = {"metadata.json": json.dumps({"keras_version": KERAS_VERSION[3]}).encode(),
-               "config.json": json.dumps(export.config()).encode(),
-               "model.weights.h5": buffer.getvalue()}
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
-        for name, data in members.items():
-            info = zipfile.ZipInfo(name, _ZIP_TIME)
-            info.external_attr, info.create_system = 0o600 << 16, 3
-            zf.writestr(info, data)
+    with atomic_path(path) as tmp, tempfile.TemporaryFile(dir=Path(tmp).parent) as weights_file:
+        with h5py.File(weights_file, "w") as f:  # on disk, not in memory: the archive copies it in pieces
+            export.keras3_weights(f)
+        members = {"metadata.json": io.BytesIO(json.dumps({"keras_version": KERAS_VERSION[3]}).encode()),
+                   "config.json": io.BytesIO(json.dumps(export.config()).encode()),
+                   "model.weights.h5": weights_file}
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            for name, data in members.items():
+                info = zipfile.ZipInfo(name, _ZIP_TIME)
+                info.external_attr, info.create_system = 0o600 << 16, 3
+                info.file_size = data.seek(0, io.SEEK_END)  # set up front, as writestr does: the same bytes
+                data.seek(0)
+                with zf.open(info, "w") as member:
+                    shutil.copyfileobj(data, member, 1 << 20)
     return export.notes
