@@ -65,23 +65,24 @@ def timed(command: list[str], rounds: int) -> float:
     return statistics.median(times)
 
 
-def measured(command: list[str]) -> tuple[float, float, int, str]:
-    """Wall seconds, peak resident MB, exit code and the last line of stderr of one process.
+def measured(command: list[str]) -> tuple[float, float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system), peak resident MB, exit code and the last line of
+    stderr of one process.
     The peak comes from GNU time: a child of this (large) process would report this process's
     own peak, which Linux carries over a fork into the child's ru_maxrss."""
     start = time.perf_counter()
-    result = subprocess.run([GNU_TIME, "-f", "peak_kb=%M", *command], stdout=subprocess.DEVNULL,
+    result = subprocess.run([GNU_TIME, "-f", "peak_kb=%M %U %S", *command], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, errors="replace", env=ENVIRONMENT)
     elapsed = time.perf_counter() - start
     lines = [line for line in result.stderr.splitlines()
              if line.strip() and not line.startswith(("Command exited with", "Command terminated by"))]
-    peak_kb = int(lines.pop().removeprefix("peak_kb="))
-    return elapsed, peak_kb / 1024, result.returncode, lines[-1] if lines else ""
+    peak_kb, user, system = lines.pop().removeprefix("peak_kb=").split()
+    return elapsed, float(user) + float(system), int(peak_kb) / 1024, result.returncode, lines[-1] if lines else ""
 
 
-def measured_median(command: list[str], rounds: int) -> tuple[float, float, int, str]:
+def measured_median(command: list[str], rounds: int) -> tuple[float, float, float, int, str]:
     runs = [measured(command) for _ in range(rounds)]
-    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), *runs[-1][2:])
+    return (*(statistics.median(r[i] for r in runs) for i in range(3)), *runs[-1][3:])
 
 
 # What `nnspec convert` imports to read a Keras file and write ONNX (and Python, NumPy, h5py, onnx alone)
@@ -90,7 +91,7 @@ IMPORT_FLOORS = {"python, numpy, h5py, onnx": "import numpy, h5py, onnx",
 
 
 def import_floors() -> list[str]:
-    return [f"{what} {measured([sys.executable, '-c', code])[1]:.0f} MB" for what, code in IMPORT_FLOORS.items()]
+    return [f"{what} {measured([sys.executable, '-c', code])[2]:.0f} MB" for what, code in IMPORT_FLOORS.items()]
 
 
 def load_average() -> str:
@@ -149,7 +150,7 @@ def zoo_rows(zoo: Path, python: str, models: list[str], rounds: int) -> tuple[li
                         cells.append("- | - | - | -")
                         continue
                     target.unlink(missing_ok=True)
-                    seconds, peak, code, last = (measured_median(command(source, target), rounds) if tool == "nnspec"
+                    seconds, cpu, peak, code, last = (measured_median(command(source, target), rounds) if tool == "nnspec"
                                                  else measured(command(source, target)))
                     if code != 0:
                         cells.append(f"refused | {peak:.0f} | - | -")
@@ -157,7 +158,7 @@ def zoo_rows(zoo: Path, python: str, models: list[str], rounds: int) -> tuple[li
                             refusals.append(f"- `{source.name}`: {last}")
                         continue
                     nodes, error = check_onnx(target, io)
-                    cells.append(f"{seconds:.1f} | {peak:.0f} ({peak / size:.1f}x) | {nodes} | {error}")
+                    cells.append(f"{seconds:.1f} ({cpu:.1f}) | {peak:.0f} ({peak / size:.1f}x) | {nodes} | {error}")
                 rows.append(f"| {name} | {form} | {size:.1f} | " + " | ".join(cells) + f" | {load} |")
                 print(rows[-1], flush=True)
     return rows, refusals
@@ -174,7 +175,9 @@ def zoo_section(zoo: Path, python: str, models: list[str], rounds: int) -> list[
         f"`python bench/convert.py --zoo DIR --rounds {rounds}{' --models ' + ' '.join(models) if models != ZOO_MODELS else ''}`: "
         "`bench/zoo.py` wrote each network with `weights=None` at 96x96 "
         "(1000 classes); each file was converted to ONNX by `nnspec convert` (median of the rounds) and, for the "
-        "Keras 2 file, once by `python -m tf2onnx.convert --keras`. Seconds are the whole process's wall time, "
+        "Keras 2 file, once by `python -m tf2onnx.convert --keras`. Seconds are the whole process's wall time (in "
+        "brackets its CPU time, user + system: nnspec converts on one thread, so alone on the machine its wall "
+        "time is about its CPU time), "
         "MB its peak resident memory (and its ratio to the file's size); error is the max-abs difference of "
         "onnxruntime's output from Keras's own `predict` on two random images; load is the 1-minute load "
         f"average when the row was measured, on {os.cpu_count()} CPUs. Peak memory of a Python that only "
