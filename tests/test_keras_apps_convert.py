@@ -73,6 +73,9 @@ CONVERTED = {
     "masked_gru": None,
     "masked_bilstm": None,
     "efficientnet_narrow": None,
+    "lstm_initial_state": None,
+    "seq2seq_gru": None,
+    "time_distributed_conv2d": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 

@@ -107,16 +107,18 @@ CELLS: dict[str, Callable[[_Recurrent, list[Var]], Step]] = {
 }
 
 
-def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool) -> list[Var]:
+def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool,
+             initial: list[Var]) -> list[Var]:
     """Keras's RNN loop: masked steps keep the states and repeat the previous output (zeros
     before the first unmasked step, or always zeros with zero_output_for_mask, as in
-    Bidirectional); go_backwards gives the outputs in processing order."""
+    Bidirectional); go_backwards gives the outputs in processing order. `initial`: the
+    initial states (Keras's initial_state), or none."""
     x, mask = c.x, c.mask
     if x.shape[1] is None:
         raise c.fail("an unrolled recurrent layer needs a known sequence length")
     step = CELLS[layer.type](layer, ws)
-    states: list[Var | None] = [None] * STATES[layer.type]
-    carried = c.train is not None and layer.stateful  # a stateful layer starts where the last batch ended
+    states: list[Var | None] = list(initial) or [None] * STATES[layer.type]
+    carried = c.train is not None and layer.stateful and not initial  # a stateful layer starts where the last batch ended
     key = c.layer.name if layer is c.layer else f"{c.layer.name}/{'backward' if layer.go_backwards else 'forward'}"
     if carried:
         states = [c.train.recurrent_state(key, i, layer.units) for i in range(len(states))]
@@ -178,7 +180,8 @@ def _spread_steps(y: Var, mask: Var, zero_output_for_mask: bool) -> Var:
     return P.where(P.reshape(keep, shape=(0, 0, 1)), out, 0.0)
 
 
-def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool) -> list[Var] | None:
+def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: bool,
+          initial: list[Var]) -> list[Var] | None:
     fns = [layer.activation] if layer.type == "SimpleRNN" else [layer.recurrent_activation, layer.activation]
     attrs = rnn_activations(fns + [layer.activation] * (layer.type == "LSTM"))  # LSTM: f, g, h
     if attrs is None:
@@ -191,8 +194,9 @@ def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: 
         if layer.go_backwards:  # in processing order, where Keras's mask semantics are stated
             x, mask, reverse = P.rev(x, axis=1), P.rev(mask, axis=1), False
         x, lengths = _kept_steps(x, mask)
+    initial_states = [P.reshape(s, shape=(1, -1, u)) for s in initial]  # (batch, u) -> ONNX's (1, batch, u)
     y, *states = _ONNX_OPS[layer.type](
-        P.transpose(x, perm=(1, 0, 2)), *_onnx_weights(layer, ws), lengths, hidden_size=u,
+        P.transpose(x, perm=(1, 0, 2)), *_onnx_weights(layer, ws), lengths, *initial_states, hidden_size=u,
         direction="reverse" if reverse else "forward", **attrs)
     states = [P.reshape(s, shape=(-1, u)) for s in states]  # (1, batch, u) -> (batch, u)
     out = states[0]
@@ -207,19 +211,19 @@ def fused(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mask: 
 
 @expands("SimpleRNN", "GRU", "LSTM")
 def _recurrent(c):
-    return unrolled(c, c.layer, c.weights, zero_output_for_mask=False)
+    return unrolled(c, c.layer, c.weights, zero_output_for_mask=False, initial=c.inputs[1:])
 
 
 @expands("SimpleRNN", "GRU", "LSTM", table=FUSED)
 def _recurrent_fused(c):
-    return fused(c, c.layer, c.weights, zero_output_for_mask=False)
+    return fused(c, c.layer, c.weights, zero_output_for_mask=False, initial=c.inputs[1:])
 
 
-def _direction(c: LayerCall, layer: _Recurrent, ws: list[Var]) -> list[Var]:
+def _direction(c: LayerCall, layer: _Recurrent, ws: list[Var], initial: list[Var]) -> list[Var]:
     """One direction of a Bidirectional: Keras zeroes its masked sequence outputs (zero_output_for_mask)."""
     zero = layer.return_sequences
-    out = fused(c, layer, ws, zero) if c.fused else None
-    return out if out is not None else unrolled(c, layer, ws, zero)
+    out = fused(c, layer, ws, zero, initial) if c.fused else None
+    return out if out is not None else unrolled(c, layer, ws, zero, initial)
 
 
 _MERGE_MODES = {
@@ -236,9 +240,10 @@ def _bidirectional(c):
     """The backward layer's sequence is turned back to input order, then the two are merged;
     states follow: the forward layer's, then the backward layer's."""
     layer = c.layer
-    n = len(layer.layer.weights(c.in_types))
-    (yf, *sf), (yb, *sb) = (_direction(c, sub, ws)
-                            for sub, ws in ((layer.layer, c.weights[:n]), (layer._backward(), c.weights[n:])))
+    n = len(layer.layer.weights(c.in_types[:1]))
+    forward_states, backward_states = layer.split_states(c.inputs[1:])
+    (yf, *sf), (yb, *sb) = (_direction(c, sub, ws, initial) for sub, ws, initial in (
+        (layer.layer, c.weights[:n], forward_states), (layer._backward(), c.weights[n:], backward_states)))
     if layer.layer.return_sequences:
         yb = P.rev(yb, axis=1)
     return _MERGE_MODES[layer.merge_mode](yf, yb) + sf + sb

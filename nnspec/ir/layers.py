@@ -32,6 +32,9 @@ class Layer(BaseModel):
     aliases: ClassVar[tuple[str, ...]] = ()  # how a spec may spell it, besides the Keras class name
     positional: ClassVar[tuple[str, ...]] = ()
     n_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # least and most tensors it takes
+    # The Keras call keyword that takes the tensors after the first (None: every tensor is the
+    # call's first argument, a list when there are several)
+    extra_inputs_keyword: ClassVar[str | None] = None
     keeps_rank: ClassVar[bool] = False  # output rank = input rank, whatever the config
     # Why Keras has no class for this kind (None: the Keras class of the same name, whose config
     # keys are the fields); such a kind is never read from nor written to Keras files.
@@ -1104,9 +1107,14 @@ class GroupNormalization(_Norm):
 
 
 class _Recurrent(Layer):
+    """Inputs: the sequence, then optionally its initial states (Keras's `initial_state`: h, or
+    h and c for LSTM), each (batch, units)."""
+
     positional = ("units", "activation")
     gates: ClassVar[int] = 1
     n_states: ClassVar[int] = 1
+    n_inputs = (1, 2)
+    extra_inputs_keyword = "initial_state"
     units: PositiveInt
     activation: Activation = Tanh()
     use_bias: bool = True
@@ -1138,11 +1146,22 @@ class _Recurrent(Layer):
         if len(t.shape) != 2:
             raise ShapeError(f"{self.type} needs a sequence input (batch, time, features), got {t}")
         _known(t.shape[1], f"{self.type}'s input features")
+        self.check_initial_state(t, ins[1:])
         seq = (t.shape[0], self.units) if self.return_sequences else (self.units,)
         out = [TensorType(t.dtype, seq, t.masked and self.return_sequences)]
         if self.return_state:
             out += [TensorType(t.dtype, (self.units,))] * self.n_states
         return out
+
+    def check_initial_state(self, x: TensorType, states: list[TensorType]) -> None:
+        if not states:
+            return
+        if len(states) != self.n_states:
+            raise ShapeError(f"{self.type} takes {self.n_states} initial state tensor(s), got {len(states)}")
+        for s in states:
+            if s.shape != (self.units,) or s.dtype != x.dtype:
+                raise ShapeError(f"{self.type}'s initial state must be (batch, {self.units}) {x.dtype} like its "
+                                 f"units, got {s}")
 
     def _bias_shape(self) -> tuple[int, ...]:
         return (self.gates * self.units,)
@@ -1180,6 +1199,7 @@ class LSTM(_Recurrent):
     aliases = ("lstm",)
     gates = 4
     n_states = 2
+    n_inputs = (1, 3)
     recurrent_activation: Activation = Sigmoid()
     unit_forget_bias: bool = True
 
@@ -1188,9 +1208,14 @@ RECURRENT = Family("recurrent layer", [SimpleRNN, GRU, LSTM], key="type")
 
 
 class Bidirectional(Layer):
+    """Inputs: the sequence, then optionally the forward layer's initial states and the backward
+    layer's (Keras's order)."""
+
     type: Literal["Bidirectional"] = "Bidirectional"
     aliases = ("bidirectional",)
     positional = ("layer", "merge_mode")
+    n_inputs = (1, 5)
+    extra_inputs_keyword = "initial_state"
     layer: RECURRENT.type
     merge_mode: Literal["concat", "sum", "mul", "ave"] | None = "concat"
     backward_layer: RECURRENT.type | None = None
@@ -1202,9 +1227,18 @@ class Bidirectional(Layer):
     def _backward(self) -> _Recurrent:
         return self.backward_layer or self.layer.model_copy(update={"go_backwards": not self.layer.go_backwards})
 
+    def split_states(self, states: list) -> tuple[list, list]:
+        """The initial states given to Bidirectional -> the forward layer's and the backward layer's."""
+        if states and len(states) != 2 * self.layer.n_states:
+            raise ShapeError(f"Bidirectional({self.layer.type}) takes {2 * self.layer.n_states} initial state "
+                             f"tensor(s) (forward, then backward), got {len(states)}")
+        half = len(states) // 2
+        return states[:half], states[half:]
+
     def infer(self, ins):
-        fwd = self.layer.infer(ins)
-        bwd = self._backward().infer(ins)
+        forward_states, backward_states = self.split_states(ins[1:])
+        fwd = self.layer.infer([ins[0], *forward_states])
+        bwd = self._backward().infer([ins[0], *backward_states])
         if fwd[0].shape[:-1] != bwd[0].shape[:-1]:
             raise ShapeError("the forward and backward layers of Bidirectional must agree on return_sequences")
         t = fwd[0]
@@ -1219,7 +1253,7 @@ class Bidirectional(Layer):
         return outs + fwd[1:] + bwd[1:]
 
     def weights(self, ins):
-        return self.layer.weights(ins) + self._backward().weights(ins)
+        return self.layer.weights(ins[:1]) + self._backward().weights(ins[:1])
 
 
 # ---- wrappers and merges ----------------------------------------------------------------

@@ -206,7 +206,7 @@ def analyze(model: Model) -> tuple[Analysis, list[GraphError]]:
                                      ("outputs", j)))
     for info in result.layers:
         main = info.layer.name
-        if main not in used:
+        if used.isdisjoint(output_names(info.layer, len(info.outputs))):  # an encoder may pass on only its states
             errors.append(GraphError(
                 f"the output of layer '{main}' is never used; use it or list it as a model output",
                 ("layers", model.layers.index(info.layer))))

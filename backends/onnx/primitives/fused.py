@@ -12,8 +12,9 @@ layer_norm = Primitive("layer_norm", same, onnx_op("LayerNormalization"))
 
 
 def recurrent(name: str, op_type: str, n_outputs: int) -> Primitive:
-    """ONNX RNN/GRU/LSTM: x (T, N, I), W, R, B, sequence_lens -> Y (T, D, N, H), Y_h[, Y_c] (D, N, H)."""
-    def shape(x, w, r, b=None, lens=None, *, hidden_size, direction, **_):
+    """ONNX RNN/GRU/LSTM: x (T, N, I), W, R, B, sequence_lens, initial_h[, initial_c] (D, N, H)
+    -> Y (T, D, N, H), Y_h[, Y_c] (D, N, H)."""
+    def shape(x, w, r, b=None, lens=None, *initial_states, hidden_size, direction, **_):
         d = 2 if direction == "bidirectional" else 1
         state = Aval((d, x.shape[1], hidden_size), x.dtype)
         return [Aval((x.shape[0], d, x.shape[1], hidden_size), x.dtype)] + [state] * (n_outputs - 1)
