@@ -46,7 +46,22 @@ def _reshape_impl(x, shape):
     return np.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(shape)])
 
 
-reshape = Primitive("reshape", _reshape_shape, impl=_reshape_impl)
+def _reshape_rewrite(x, shape):
+    """Peephole: a reshape of a reshape is one reshape of the first one's operand, and a reshape to
+    the shape its operand has is that operand (whichever layers the two came from). Only where
+    the result has at most one size unknown until run time, so that -1 stands for it."""
+    out = _reshape_shape(x.aval, shape).shape
+    if out.count(None) > 1:
+        return None
+    source = x.eqn.inputs[0] if x.eqn is not None and x.eqn.prim is reshape else x
+    if out == source.shape:
+        return source
+    if source is x:
+        return None
+    return reshape(source, shape=tuple(-1 if d is None else d for d in out))
+
+
+reshape = Primitive("reshape", _reshape_shape, impl=_reshape_impl, rewrite=_reshape_rewrite)
 reshape.lower = lambda ctx, x, shape: ctx.op("Reshape", x, ctx.ints(shape))
 
 
