@@ -47,18 +47,17 @@ def _reshape_impl(x, shape):
 
 
 def _reshape_rewrite(x, shape):
-    """Peephole: a reshape of a reshape is one reshape of the first one's operand, and a reshape to
-    the shape its operand has is that operand (whichever layers the two came from). Only where
-    the result has at most one size unknown until run time, so that -1 stands for it."""
+    """Peephole: a reshape to the shape its operand has, or back to the shape the reshape before
+    it started from, is no reshape (whichever layers the two came from: TimeDistributed's split
+    then the next TimeDistributed's merge). Only where at most one size is unknown until run
+    time, so that equal static shapes mean equal run-time shapes."""
     out = _reshape_shape(x.aval, shape).shape
     if out.count(None) > 1:
         return None
-    source = x.eqn.inputs[0] if x.eqn is not None and x.eqn.prim is reshape else x
-    if out == source.shape:
-        return source
-    if source is x:
-        return None
-    return reshape(source, shape=tuple(-1 if d is None else d for d in out))
+    for source in (x, x.eqn.inputs[0] if x.eqn is not None and x.eqn.prim is reshape else None):
+        if source is not None and source.shape == out:
+            return source
+    return None
 
 
 reshape = Primitive("reshape", _reshape_shape, impl=_reshape_impl, rewrite=_reshape_rewrite)
