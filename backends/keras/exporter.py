@@ -123,6 +123,9 @@ class KerasExport:
         tensors = [{"class_name": "__keras_tensor__", "config": {
             "shape": [None, *self.analysis.tensors[t].shape], "dtype": self.analysis.tensors[t].dtype,
             "keras_history": list(self._ref(t))}} for t in e.inputs]
+        keyword = e.layer.extra_inputs_keyword
+        if keyword is not None:  # recurrent layers: the sequence, then initial_state=[...]
+            return {"args": tensors[:1], "kwargs": {keyword: tensors[1:]} if len(tensors) > 1 else {}}
         return {"args": [tensors] if e.layer.n_inputs != (1, 1) else tensors, "kwargs": {}}
 
     # ---- weights -------------------------------------------------------------------------------

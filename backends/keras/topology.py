@@ -172,7 +172,11 @@ def _node(node, ctx: Context) -> list[TensorRef]:
         _keras_tensors({k: v for k, v in (node.get("kwargs") or {}).items() if k != "mask"}, refs, ctx)
         return refs
     if isinstance(node, list):  # Keras 2: [[name, node_index, tensor_index, kwargs], ...]
-        return [_triple(item, ctx) for item in node]
+        refs = [_triple(item, ctx) for item in node]
+        for item in node:  # tf.keras may keep a call's initial_state tensors in its kwargs
+            kwargs = item[3] if len(item) > 3 and isinstance(item[3], dict) else {}
+            refs += _state_refs(kwargs.get("initial_state"), ctx)
+        return refs
     raise ctx.error(f"unreadable inbound node {node!r}")
 
 
@@ -187,6 +191,17 @@ def _mask_refs(node, ctx: Context) -> list[TensorRef | None]:
         _keras_tensors(item, found, ctx)
         refs.append(found[0] if found else None)
     return refs
+
+
+def _state_refs(value, ctx: Context) -> list[TensorRef]:
+    """Keras 2's serialized initial_state: one [name, node, index] or a list of them."""
+    if value is None:
+        return []
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ctx.error(f"unreadable initial_state {value!r}")
+    return [_triple(v, ctx) for v in value]
 
 
 def _keras_tensors(value, out: list, ctx: Context) -> None:
