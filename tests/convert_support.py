@@ -153,6 +153,14 @@ CATALOG = {
         {"type": "Dot", "axes": [2, 2], "name": "scores", "inputs": ["x0", "x1"]},
         {"type": "Dot", "axes": [2, 1], "normalize": True, "name": "mixed", "inputs": ["scores", "x1"]},
         {"type": "Flatten", "name": "flat", "inputs": ["mixed"]}, _dense(2, name="out", inputs=["flat"])], None),
+    # encoder-decoders: states passed as the next layer's initial_state
+    "encoder_decoder": ([[6, 3], [5, 4]], [
+        {"type": "LSTM", "name": "enc", "units": 4, "return_state": True, "inputs": ["x0"]},
+        {"type": "LSTM", "name": "dec", "units": 4, "return_sequences": True, "inputs": ["x1", "enc:1", "enc:2"]},
+        {"type": "GRU", "name": "gru_enc", "units": 3, "return_state": True, "inputs": ["x0"]},
+        {"type": "GRU", "name": "gru_dec", "units": 3, "reset_after": False, "inputs": ["dec", "gru_enc:1"]},
+        {"type": "SimpleRNN", "name": "rnn_dec", "units": 3, "inputs": ["x1", "gru_dec"]},
+        _dense(2, name="out", inputs=["rnn_dec"])], None),
 }
 NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
 KERAS3_ONLY = {"convnext_parts"}

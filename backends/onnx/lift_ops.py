@@ -823,8 +823,7 @@ def _recurrent(lf, node):
         raise lf.fail("clip, input_forget, layout 1 and peepholes have no Keras equivalent")
     if lf.value(ins[4]) is not None:
         raise lf.fail("sequence lengths (masks) are not lifted")
-    if not all(_zeros(lf.value(n)) for n in ins[5:7] if n):
-        raise lf.fail("non-zero initial states have no Keras layer equivalent")
+    states = _initial_states(lf, ins[5:7] if op == "LSTM" else ins[5:6])
     v = lf.view(ins[0])
     if v.tensor.rank != 3 or not v.fits([1, 0, 2]):
         raise lf.fail("the input is not laid out time-major as ONNX recurrent ops need")
@@ -851,8 +850,20 @@ def _recurrent(lf, node):
             weights["bias"] = _keras_gates(op, (wb + rb).astype(np.float32), units)
     if op == "GRU":
         fields["reset_after"] = bool(a.get("linear_before_reset", 0))
-    rec = lf.record(_RNN_TYPES[op], fields, weights, [v.tensor])
+    rec = lf.record(_RNN_TYPES[op], fields, weights, [v.tensor, *states])
     _recurrent_outputs(lf, node, rec, v.tensor, units, n_states=2 if op == "LSTM" else 1)
+
+
+def _initial_states(lf, names: list[str]) -> list[Tensor]:
+    """initial_h (and initial_c) (1, batch, units) -> Keras's initial_state tensors; none if zeros."""
+    if all(_zeros(lf.value(n)) for n in names if n):
+        return []
+    if not all(names):
+        raise lf.fail("an LSTM given initial_h or initial_c alone has no Keras equivalent")
+    views = [lf.view(n) for n in names]
+    if any(v.tensor.rank != 2 or not v.fits([None, 0, 1]) for v in views):
+        raise lf.fail("initial states other than (1, batch, units) have no Keras equivalent")
+    return [v.tensor for v in views]
 
 
 def _recurrent_outputs(lf, node, rec: Record, x: Tensor, units: int, n_states: int) -> None:
