@@ -439,6 +439,7 @@ def _rnn_layer(n_states, cell):
     Extra inputs after the sequence are the initial states (zeros otherwise)."""
     def layer(c, w, x, mask, kv):
         x, *init = x if isinstance(x, list) else [x]
+        mask = mask[0] if isinstance(mask, list) else mask  # the sequence's; states have none
         units = w[1].shape[0]
         states = init or [np.zeros((len(x), units))] * n_states
         return _rnn(c, x, cell(c, w, kv), list(states), mask)
@@ -506,8 +507,11 @@ def _bidirectional(c, w, x, mask, kv):
         "class_name": fwd["class_name"],
         "config": {**fwd["config"], "go_backwards": not fwd["config"].get("go_backwards", False)}}
     seq, half = fwd["config"].get("return_sequences", False), len(w) // 2
-    yf, yb = (run_layer(l["class_name"], {**l["config"], "zero_output_for_mask": seq}, ws, [x],
-                        mask, kv) for l, ws in ((fwd, w[:half]), (bwd, w[half:])))
+    x, *init = x if isinstance(x, list) else [x]  # initial states: forward's, then backward's
+    mask = mask[0] if isinstance(mask, list) else mask
+    yf, yb = (run_layer(l["class_name"], {**l["config"], "zero_output_for_mask": seq}, ws, [x, *states],
+                        mask, kv) for l, ws, states in ((fwd, w[:half], init[:len(init) // 2]),
+                                                        (bwd, w[half:], init[len(init) // 2:])))
     states = []
     if fwd["config"].get("return_state"):
         (yf, *sf), (yb, *sb) = yf, yb

@@ -46,6 +46,8 @@ def _close(got, want):
 def test_catalog_files_load_in_keras(name, suffix, loader, tmp_path):
     if loader == "keras2" and suffix == ".keras":
         pytest.skip("tf.keras 2 reads its own .keras layout, not Keras 3's")
+    if name == "encoder_decoder" and loader == "keras3" and suffix == ".h5":
+        pytest.skip("Keras 3 reads no Keras 2 .h5 whose layer takes initial_state, not even tf.keras's own")
     model = catalog_model(name)
     weights = catalog_weights(model)
     x = catalog_inputs(model)

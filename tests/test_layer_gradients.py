@@ -127,6 +127,21 @@ CASES = {
 _PATTERNS = np.array([[0, 0, 3, 1, 0, 2], [4, 0, 0, 5, 1, 0], [0, 2, 3, 0, 0, 0]], np.int32)
 MASK_PATTERNS = {"masked_lstm_holes": _PATTERNS, "masked_gru_backwards": _PATTERNS}
 
+# Gradients reach an encoder's weights only through the decoder's initial states.
+CASES.update({
+    "lstm_initial_state": ([4, 2], [{"type": "LSTM", "name": "enc", "units": 3, "return_state": True, "inputs": ["x"]},
+                                    {"type": "LSTM", "name": "dec", "units": 3, "return_sequences": True,
+                                     "inputs": ["x", "enc:1", "enc:2"]}]),
+    "gru_simple_rnn_initial_state": ([3, 2], [
+        {"type": "GRU", "name": "enc", "units": 2, "return_state": True, "inputs": ["x"]},
+        {"type": "SimpleRNN", "name": "dec", "units": 2, "go_backwards": True, "inputs": ["x", "enc:1"]}]),
+    "bidirectional_initial_state": ([3, 2], [
+        {"type": "Bidirectional", "name": "enc", "layer": {"type": "GRU", "units": 2, "return_state": True},
+         "inputs": ["x"]},
+        {"type": "Bidirectional", "name": "dec", "layer": {"type": "GRU", "units": 2, "return_sequences": True},
+         "inputs": ["x", "enc:1", "enc:2"]}]),
+})
+
 
 class FixedTraining:
     """Training mode with fixed draws (dropout masks, noise), so finite differences see the same function."""

@@ -1159,9 +1159,9 @@ class _Recurrent(Layer):
         if len(states) != self.n_states:
             raise ShapeError(f"{self.type} takes {self.n_states} initial state tensor(s), got {len(states)}")
         for s in states:
-            if s.shape != (self.units,) or s.dtype != x.dtype:
-                raise ShapeError(f"{self.type}'s initial state must be (batch, {self.units}) {x.dtype} like its "
-                                 f"units, got {s}")
+            want = TensorType(x.dtype, (self.units,))
+            if (s.shape, s.dtype) != (want.shape, want.dtype):
+                raise ShapeError(f"{self.type}'s initial state must be {want} (its units), got {s}")
 
     def _bias_shape(self) -> tuple[int, ...]:
         return (self.gates * self.units,)
