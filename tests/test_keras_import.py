@@ -112,14 +112,14 @@ def test_harmless_settings_are_dropped(tmp_path):
 
 REFUSED = [
     ([("Conv1D", {"filters": 2, "kernel_size": 2, "data_format": "channels_first"})], (4, 3),
-     r"layer 'l0': data_format='channels_first' is not supported"),
-    ([("Dense", {"units": 3, "lora_rank": 4})], (4,), r"layer 'l0': option lora_rank=4 of Dense is not supported"),
-    ([("LSTM", {"units": 3, "time_major": True})], (4, 3), r"layer 'l0': time_major=True is not supported"),
-    ([("BatchNormalization", {"renorm": True})], (4,), r"layer 'l0': renorm=True is not supported"),
+     r"layer 'l0' \(Conv1D\): data_format='channels_first' is not supported"),
+    ([("Dense", {"units": 3, "lora_rank": 4})], (4,), r"layer 'l0' \(Dense\): option lora_rank=4 of Dense is not supported"),
+    ([("LSTM", {"units": 3, "time_major": True})], (4, 3), r"layer 'l0' \(LSTM\): time_major=True is not supported"),
+    ([("BatchNormalization", {"renorm": True})], (4,), r"layer 'l0' \(BatchNormalization\): renorm=True is not supported"),
     ([("Dense", {"units": 3, "activation": "sparsemax"})], (4,),
-     r"layer 'l0': activation: activation 'sparsemax' has no nnspec equivalent"),
+     r"layer 'l0' \(Dense\): activation: activation 'sparsemax' has no nnspec equivalent"),
     ([("ConvLSTM1D", {"filters": 2, "kernel_size": 2})], (4, 3, 3),
-     r"layer 'l0': layer class 'ConvLSTM1D' has no nnspec equivalent"),
+     r"layer 'l0' \(ConvLSTM1D\): layer class 'ConvLSTM1D' has no nnspec equivalent"),
     ([("Dense", {"units": 3, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"input_axes": [0]}}})],
      (4,), r"kernel_initializer: initializer 'GlorotUniform' option input_axes=\[0\] is not supported"),
 ]
@@ -156,7 +156,7 @@ def test_shared_layers_are_refused(tmp_path):
                                   {"class_name": "Add", "name": "add", "config": {"name": "add"},
                                    "inbound_nodes": [[["shared", 0, 0, {}], ["shared", 1, 0, {}]]]}],
                        [["a", 0, 0], ["b", 0, 0]], [["add", 0, 0]])
-    with pytest.raises(KerasFormatError, match="layer 'shared': called 2 times"):
+    with pytest.raises(KerasFormatError, match=r"layer 'shared' \(Dense\): called 2 times"):
         load(path)
 
 

@@ -22,7 +22,7 @@ from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
 from . import catalog, masks, reader
 from .layer_import import layer as import_layer
-from .model import KerasLayer, KerasModel, TensorRef
+from .model import KerasLayer, KerasModel, TensorRef, place
 from .normalize import Context
 from .train_config import import_train
 
@@ -53,7 +53,7 @@ def import_model(km: KerasModel) -> Imported:
     model.train = train
     analysis, problems = analyze(model)
     if problems:
-        raise SpecError([Diagnostic(f"as converted: {p}", json_path=json_path(p.loc)) for p in problems],
+        raise SpecError([Diagnostic(f"as converted: {p}", json_path=builder.where(model, p.loc)) for p in problems],
                         km.source or km.name)
     masks.check(analysis, builder.layers, builder.masks)
     if builder.weights:  # a bare model JSON has none: its weights are for the caller to choose
@@ -74,12 +74,19 @@ class _Builder:
         self.tensors: dict[TensorRef, str] = {}  # inputs and nested models' outputs -> IR tensor name
         self.names: dict[str, str] = {}  # Keras layer (path) -> IR layer name; its outputs are name, name:1, ...
         self.masks: masks.Explicit = {}
+        self.origins: dict[str, str] = {}  # IR layer name -> the Keras layer it came from, as errors name it
+
+    def where(self, model: Model, loc: tuple) -> str:
+        """A problem's place: the Keras layer (path in nested models, and class) rather than layers[N]."""
+        if len(loc) >= 2 and loc[0] == "layers" and isinstance(loc[1], int):
+            return self.origins.get(model.layers[loc[1]].name, json_path(loc))
+        return json_path(loc)
 
     def model(self, km: KerasModel, bound: list[str] | None, prefix: str, trainable: bool = True) -> list[str]:
         """Add a model's layers; `bound` gives a nested model's input tensors. Returns its outputs."""
         refs = {ref[0]: i for i, ref in enumerate(km.inputs)}
         for kl in km.layers:
-            ctx = self.ctx.at(kl.name)
+            ctx = self.ctx.at(kl.name, place(prefix + kl.name, kl.file_class or kl.class_name))
             if kl.class_name == "InputLayer":
                 if kl.name not in refs:
                     raise ctx.error("an InputLayer that is not one of the model's inputs")
@@ -140,6 +147,7 @@ class _Builder:
         if not trainable:
             layer.trainable = False
         self.layers.append(layer)
+        self.origins[layer.name] = ctx.where
         if kl.weights:
             self.weights[layer.name] = list(kl.weights)
         return layer.name

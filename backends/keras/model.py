@@ -20,6 +20,12 @@ class KerasLayer:
     masks: list[list[TensorRef | None]] = field(default_factory=list)
     weights: list[np.ndarray] = field(default_factory=list)  # Keras get_weights() order
     weight_names: list[str] = field(default_factory=list)  # short names, e.g. "kernel", "forward/bias"
+    file_class: str = ""  # the class the file names, where it was read as another (an op layer)
+
+
+def place(name: str, class_name: str) -> str:
+    """How conversion errors name a layer: its Keras name (after the nested models' names) and class."""
+    return f"layer '{name}' ({class_name})"
 
 
 @dataclass(eq=False)

@@ -51,14 +51,15 @@ _LAYER_BOOKKEEPING = {"name", "trainable", "dtype"}
 class Context:
     """Where we are, for error messages: the file and the layer being read."""
 
-    def __init__(self, source: str, layer: str | None = None):
-        self.source, self.layer = source, layer
+    def __init__(self, source: str, layer: str | None = None, where: str | None = None):
+        self.source, self.layer, self.where = source, layer, where or (f"layer '{layer}'" if layer else None)
 
-    def at(self, layer: str) -> "Context":
-        return Context(self.source, layer)
+    def at(self, layer: str, where: str | None = None) -> "Context":
+        """Errors in a layer: named `layer 'name'`, or as `where` says (`layer 'name' (Class)`)."""
+        return Context(self.source, layer, where)
 
     def error(self, problem: str, where: str | None = None) -> KerasFormatError:
-        place = where or (f"layer '{self.layer}'" if self.layer else None)
+        place = where or self.where
         return KerasFormatError(self.source, place, problem)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .normalize import Context
+from .model import place
 
 TENSOR = "__keras_tensor__"
 
@@ -64,7 +65,7 @@ def rewrite(entry: dict, ctx: Context) -> dict:
     config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     name = config.get("name")
     raw = config.get("function") if entry.get("class_name") == "TFOpLambda" else entry.get("class_name")
-    lctx = ctx.at(str(name))
+    lctx = ctx.at(str(name), place(str(name), str(entry.get("class_name"))))
     op = _OPS.get(raw)
     nodes = entry.get("inbound_nodes") or []
     if op is None:

@@ -126,10 +126,13 @@ def _functional(config, ctx: Context, keras_version: str) -> KerasModel:
         raise ctx.error("Functional config without a list of layers")
     layers, skipped = [], set()
     for entry in config["layers"]:
+        file_class = ""
         if op_layers.is_op_layer(entry):
+            file_class = entry.get("class_name", "")
             entry = op_layers.rewrite(entry, ctx)
         name = _layer_name(entry, ctx)
         layer = _layer(entry, ctx, keras_version, name)
+        layer.file_class = file_class
         layer.inbound = [_node(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
         layer.masks = [_mask_refs(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
         layers.append(layer)
