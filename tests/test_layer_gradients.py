@@ -177,6 +177,9 @@ TRAINING_CASES = {
                                        {"type": "GaussianDropout", "rate": 0.3}, {"type": "Dense", "units": 4},
                                        {"type": "AlphaDropout", "rate": 0.4, "noise_shape": [None, 1, 4]},
                                        {"type": "Dense", "units": 2}]),
+    "time_distributed_training": ([3, 4], [{"type": "TimeDistributed", "layer": {"type": "BatchNormalization"}},
+                                           {"type": "TimeDistributed", "layer": {"type": "Dropout", "rate": 0.4}},
+                                           {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]),
 }
 CASES.update(TRAINING_CASES)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, Protocol
 
 import numpy as np
@@ -539,6 +540,28 @@ def _layer_scale(c):
 # ---- wrappers and merges ----------------------------------------------------------------------
 
 
+class _WrapperTraining:
+    """The training context a layer inside TimeDistributed sees: the weights it updates (batch
+    normalization's moving statistics) are its wrapper's, which holds them; its noise is drawn per
+    sample and step for the wrapper's input, then merged like that input."""
+
+    def __init__(self, train: TrainContext, wrapper: Layer, outer_x: Var):
+        self.train, self.wrapper, self.outer_x = train, wrapper, outer_x
+
+    def update(self, layer: Layer, weight: str, value: Var) -> None:
+        self.train.update(self.wrapper, weight, value)
+
+    def noise(self, layer: Layer, x: Var, draw: Draw) -> Var:
+        shape = getattr(layer, "noise_shape", None)
+        stepwise = SimpleNamespace(name=self.wrapper.name,
+                                   noise_shape=None if shape is None else [shape[0], shape[0], *shape[1:]])
+        drawn = self.train.noise(stepwise, self.outer_x, draw)
+        return P.reshape(drawn, shape=(-1, *drawn.shape[2:]))
+
+    def __getattr__(self, name: str):
+        return getattr(self.train, name)
+
+
 @expands("TimeDistributed")
 def _time_distributed(c):
     """The wrapped layer sees (batch * time, ...) and its output is split back."""
@@ -548,8 +571,9 @@ def _time_distributed(c):
     inner = c.layer.layer
     flat = P.reshape(c.x, shape=(-1, *c.x.shape[2:]))
     out_type = c.out_types[0]
+    train = None if c.train is None else _WrapperTraining(c.train, c.layer, c.x)
     call = LayerCall(inner, [flat], [TensorType(c.in_types[0].dtype, c.in_types[0].shape[1:])],
-                     [TensorType(out_type.dtype, out_type.shape[1:])], c.specs, c.weights, [None], c.fused, c.train)
+                     [TensorType(out_type.dtype, out_type.shape[1:])], c.specs, c.weights, [None], c.fused, train)
     (y,) = expand(call)
     return P.reshape(y, shape=(-1, steps, *y.shape[1:]))
 

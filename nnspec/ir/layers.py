@@ -1272,6 +1272,9 @@ class TimeDistributed(Layer):
 
     def infer(self, ins):
         t = ins[0]
+        if self.layer.n_inputs[0] > 1:
+            raise ShapeError(f"TimeDistributed wraps layers that take one tensor; {self.layer.type} takes "
+                             f"{self.layer.n_inputs[0]} or more")
         out = self.layer.infer([self._inner(t)])
         if len(out) != 1:
             raise ShapeError("TimeDistributed wraps layers with a single output")
