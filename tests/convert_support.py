@@ -153,6 +153,11 @@ CATALOG = {
         {"type": "Dot", "axes": [2, 2], "name": "scores", "inputs": ["x0", "x1"]},
         {"type": "Dot", "axes": [2, 1], "normalize": True, "name": "mixed", "inputs": ["scores", "x1"]},
         {"type": "Flatten", "name": "flat", "inputs": ["mixed"]}, _dense(2, name="out", inputs=["flat"])], None),
+    # wrappers in wrappers: Keras's nested weight names and groups
+    "wrappers_nested": ([[2, 3, 2]], [
+        {"type": "TimeDistributed", "layer": {"type": "TimeDistributed", "layer": _dense(3)}},
+        {"type": "TimeDistributed", "layer": {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 2}}},
+        {"type": "TimeDistributed", "layer": {"type": "BatchNormalization"}}, {"type": "Flatten"}, _dense(1)], None),
     # encoder-decoders: states passed as the next layer's initial_state
     "encoder_decoder": ([[6, 3], [5, 4]], [
         {"type": "LSTM", "name": "enc", "units": 4, "return_state": True, "inputs": ["x0"]},
@@ -162,7 +167,7 @@ CATALOG = {
         {"type": "SimpleRNN", "name": "rnn_dec", "units": 3, "inputs": ["x1", "gru_dec"]},
         _dense(2, name="out", inputs=["rnn_dec"])], None),
 }
-NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
+NOT_LIFTED = {"wrappers", "wrappers_nested", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
 KERAS3_ONLY = {"convnext_parts"}
 
 

@@ -199,25 +199,34 @@ def keras_order(model: Model) -> list[str]:
     return sorted(depth, key=lambda n: (-depth[n], visit_index[n]))
 
 
-def _owners(e: _Entry) -> list[tuple[Layer, list[TensorType], str]]:
-    """The layers holding a layer's variables: (layer, its input types, its Keras name)."""
-    layer, ins, name = e.layer, e.in_types, e.config["name"]
+def _owners(layer: Layer, ins: list[TensorType], name: str) -> list[tuple[str, str, Layer, list[TensorType], str]]:
+    """The layers holding a layer's variables, through wrappers nested to any depth: (Keras 3 group
+    path below the layer's, Keras 2 weight-name path after its name, the layer, its input types,
+    its Keras name)."""
     if layer.type == "Bidirectional":
         inner = inner_name(layer)
-        return [(layer.layer, ins, f"forward_{inner}"), (layer._backward(), ins, f"backward_{inner}")]
+        return [(f"{side}_layer/", f"/{side}_{inner}", owner, ins[:1], f"{side}_{inner}")
+                for side, owner in (("forward", layer.layer), ("backward", layer._backward()))]
+    if layer.type == "TimeDistributed":  # a TimeDistributed's Keras 2 names are its own ("td/kernel:0")
+        return [(f"layer/{k3}", k2, *rest)
+                for k3, k2, *rest in _owners(layer.layer, [layer._inner(ins[0])], inner_name(layer))]
+    return [("", "", layer, ins, name)]
+
+
+def _wrappers(layer: Layer, name: str, path: str = "") -> list[tuple[str, str]]:
+    """(Keras 3 group path, name) of a wrapper and the wrappers inside it: variable-less groups."""
     if layer.type == "TimeDistributed":
-        return [(layer.layer, [layer._inner(ins[0])], inner_name(layer))]
-    return [(layer, ins, name)]
+        return [(path, name), *_wrappers(layer.layer, inner_name(layer), f"{path}layer/")]
+    return [(path, name)] if layer.type == "Bidirectional" else []
 
 
 def _legacy_names(e: _Entry) -> list[str]:
     """Keras 2 weight names, in get_weights() order: "dense/kernel:0", "lstm/lstm_cell/kernel:0",
-    "bi/forward_lstm/lstm_cell/kernel:0"; a TimeDistributed's are its own ("td/kernel:0")."""
+    "bi/forward_lstm/lstm_cell/kernel:0"."""
     names = []
-    for owner, ins, owner_name in _owners(e):
-        half = f"/{owner_name}" if e.layer.type == "Bidirectional" else ""
+    for _, path, owner, ins, _ in _owners(e.layer, e.in_types, e.config["name"]):
         cell = f"/{snake_case(owner.type)}_cell" if owner.type in _RNN else ""
-        names += [f"{e.config['name']}{half}{cell}/{w.name}:0" for w in owner.weights(ins)]
+        names += [f"{e.config['name']}{path}{cell}/{w.name}:0" for w in owner.weights(ins)]
     return names
 
 
@@ -227,18 +236,15 @@ def _keras3_groups(e: _Entry) -> list[tuple[str, str, list]]:
     name = e.config["name"]
     if e.layer is None:
         return [("", name, [])]
-    child = {"Bidirectional": ["forward_layer/", "backward_layer/"], "TimeDistributed": ["layer/"]}
-    prefixes = child.get(e.layer.type)
-    owners = _owners(e) if prefixes else [(e.layer, e.in_types, name)]
-    groups = [("", name, [])] if prefixes else []
+    groups: list[tuple[str, str, list]] = [(path, label, []) for path, label in _wrappers(e.layer, name)]
     arrays = list(e.arrays)
-    for prefix, (owner, ins, owner_name) in zip(prefixes or [""], owners):
+    for path, _, owner, ins, owner_name in _owners(e.layer, e.in_types, name):
         n = len(owner.weights(ins))
         mine, arrays = arrays[:n], arrays[n:]
         if owner.type in _RNN:
-            groups += [(prefix, owner_name, []), (f"{prefix}cell/", f"{snake_case(owner.type)}_cell", mine)]
+            groups += [(path, owner_name, []), (f"{path}cell/", f"{snake_case(owner.type)}_cell", mine)]
         else:
-            groups.append((prefix, owner_name, mine))
+            groups.append((path, owner_name, mine))
     return groups
 
 
