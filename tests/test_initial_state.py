@@ -2,13 +2,19 @@
 spec language, the shape rule, ONNX (native initial_h/initial_c and the unrolled loop) against the
 numpy reference, and training. Gradients: test_layer_gradients; Keras files: test_keras_apps_convert
 and the catalog's encoder_decoder (test_keras_export, test_lift)."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from nnspec import api
+from nnspec.backends.keras import reader
+from nnspec.backends.keras.importer import import_model
 from nnspec.errors import SpecError
 from onnx_support import analysis_of, assert_close, compiled, model_of, random_weights, reference_outputs, run_onnx
 
+FIX = Path(__file__).parent / "fixtures" / "keras_apps"
 ENCODER_DECODER = """
 model encdec {
   input source: float32[6, 3]
@@ -94,3 +100,19 @@ def test_encoder_decoder_spec_trains(tmp_path):
     history = model.fit([source, target], y, epochs=8, batch_size=8, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_keras2_initial_state_in_inbound_kwargs(tmp_path):
+    """tf.keras may keep a call's initial_state in the inbound node's kwargs rather than as extra
+    inbound tensors: both read the same."""
+    doc = json.loads((FIX / "lstm_initial_state.k2.json").read_text())
+    decoder = next(l for l in doc["config"]["layers"] if l["name"] == "decoder_lstm")
+    sequence, *states = decoder["inbound_nodes"][0]
+    decoder["inbound_nodes"] = [[[*sequence[:3], {"initial_state": [s[:3] for s in states]}]]]
+    path = tmp_path / "kwargs.json"
+    path.write_text(json.dumps(doc))
+    imported = import_model(reader.load(path, FIX / "lstm_initial_state.k2.weights.h5"))
+    assert next(l for l in imported.model.layers if l.name == "decoder_lstm").inputs == [
+        "decoder", "encoder_lstm:1", "encoder_lstm:2"]
+    io = np.load(FIX / "lstm_initial_state.k2.io.npz")
+    assert_close(run_onnx(compiled(imported.model, imported.weights), [io["x0"], io["x1"]]), [io["y0"]])
