@@ -48,11 +48,11 @@ def keras_object(fn: BaseModel, module: str, key: str = "name") -> dict:
 # Activation names Keras reads as exactly the IR function, given its parameters and Keras's major version.
 _NAMED: dict[str, Callable[[BaseModel, int], bool]] = {
     **{name: lambda f, major: True for name in
-       ("linear", "sigmoid", "tanh", "softplus", "softsign", "selu", "exponential", "swish")},
+       ("linear", "sigmoid", "tanh", "softplus", "softsign", "selu", "exponential", "swish", "mish")},
     "relu": lambda f, major: f == Relu(),
     # Keras 3's names only, with Keras 3's defaults
     **{name: lambda f, major: major == 3 for name in (
-        "hard_silu", "mish", "hard_tanh", "log_sigmoid", "tanh_shrink", "sparse_plus")},
+        "hard_silu", "hard_tanh", "log_sigmoid", "tanh_shrink", "sparse_plus")},
     **{name: lambda f, major: major == 3 and f == type(f)() for name in (
         "celu", "hard_shrink", "soft_shrink", "squareplus")},
     "log_softmax": lambda f, major: major == 3 and f.axis == -1,
@@ -95,6 +95,15 @@ def activation_value(fn: BaseModel, major: int, where: str) -> str | dict:
 # Keras 3 classes whose constructor takes no `trainable` (their get_config leaves it out).
 _NO_TRAINABLE_KEY_IN_KERAS3 = {"SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D"}
 
+# Channels-last layers whose Keras constructor takes no `data_format` (it rejects the key), by Keras major.
+_NO_DATA_FORMAT = {
+    2: {"Cropping1D", "ZeroPadding1D", "UpSampling1D", "Resizing", "CenterCrop"},
+    3: {"Cropping1D", "UpSampling1D"},
+}
+
+# Arguments that Keras takes as a bare int where nnspec keeps a one-element tuple.
+_SCALAR_IN_KERAS = {"UpSampling1D": "size"}
+
 
 def inner_name(wrapper: Layer) -> str:
     """The Keras name of a wrapper's inner layer: its own, else Keras's default (lstm, dense, ...)."""
@@ -118,8 +127,11 @@ def keras_layer(layer: Layer, major: int, name: str | None = None) -> tuple[str,
         if key in ("type", "name", "inputs", "trainable"):
             continue
         config[key] = _value(layer, key, major, name)
-    if isinstance(layer, _Spatial):
+    if isinstance(layer, _Spatial) and layer.type not in _NO_DATA_FORMAT[major]:
         config["data_format"] = "channels_last"
+    if layer.type in _SCALAR_IN_KERAS:
+        key = _SCALAR_IN_KERAS[layer.type]
+        config[key] = config[key][0]
     if layer.type == "Embedding" and config["input_length"] is None:
         del config["input_length"]  # Keras 3 has no such argument
     if layer.type == "Bidirectional" and config["backward_layer"] is None:
