@@ -73,6 +73,11 @@ CONVERTED = {
     "masked_gru": None,
     "masked_bilstm": None,
     "efficientnet_narrow": None,
+    "attention": None,
+    "additive_attention": None,
+    "mha_self": None,
+    "mha_cross": None,
+    "transformer_block": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 

@@ -46,8 +46,10 @@ def load(path, weights_path=None) -> Imported:
 def import_model(km: KerasModel) -> Imported:
     builder = _Builder(km.keras_version, Context(km.source or km.name))
     outputs = builder.model(km, None, "")
+    order = [builder.tensors[ref] for ref in km.inputs]  # the model's input order, not its layers'
+    inputs = sorted(builder.inputs, key=lambda i: order.index(i.name))
     layers = masks.without_mask_ops(builder.layers, builder.masks, outputs)
-    model = Model(name=km.name, inputs=builder.inputs, layers=layers, outputs=outputs)
+    model = Model(name=km.name, inputs=inputs, layers=layers, outputs=outputs)
     train, notes = import_train(km.training_config, outputs, builder.ctx)
     model.train = train
     analysis, problems = analyze(model)
