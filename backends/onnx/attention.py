@@ -11,9 +11,11 @@ import numpy as np
 
 from . import primitives as P
 from .graph import Var
-from .layers import LayerCall, expands
+from .layers import MASKS, LayerCall, expands
 
 NEG = -1e9  # what Keras adds to the scores of masked keys
+for _kind in ("Attention", "AdditiveAttention", "MultiHeadAttention"):
+    MASKS[_kind] = lambda c: c.masks[0]  # Keras passes the query's mask on
 
 
 @expands("Attention", "AdditiveAttention")
