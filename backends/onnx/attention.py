@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ...ir.layers import Dropout
 from . import primitives as P
 from .graph import Var
 from .layers import MASKS, LayerCall, expands
@@ -133,7 +134,7 @@ def _unsqueeze(x: Var, axis: int) -> Var:
 
 
 def _dropout(c: LayerCall, weights: Var) -> Var:
-    """Keras drops attention weights while training."""
+    """Keras drops attention weights while training (a Dropout's mask, drawn as for that layer)."""
     if c.train is None or c.layer.dropout == 0:
         return weights
-    return weights * c.train.dropout_mask(c.layer, weights)
+    return weights * c.train.dropout_mask(Dropout(type="Dropout", name=c.layer.name, rate=c.layer.dropout), weights)
