@@ -153,8 +153,16 @@ CATALOG = {
         {"type": "Dot", "axes": [2, 2], "name": "scores", "inputs": ["x0", "x1"]},
         {"type": "Dot", "axes": [2, 1], "normalize": True, "name": "mixed", "inputs": ["scores", "x1"]},
         {"type": "Flatten", "name": "flat", "inputs": ["mixed"]}, _dense(2, name="out", inputs=["flat"])], None),
+    "attention": ([[4, 6], [5, 6], ([4, 5], "bool")], [
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "name": "mha", "inputs": ["x0", "x1", "x1", "x2"]},
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2, "value_dim": 3, "output_shape": 5,
+         "use_causal_mask": True, "return_attention_scores": True, "name": "causal", "inputs": ["x0", "x0"]},
+        {"type": "Attention", "use_scale": True, "use_causal_mask": True, "name": "dot", "inputs": ["mha", "x1"]},
+        {"type": "AdditiveAttention", "name": "additive", "inputs": ["dot", "x1", "x1"]},
+        {"type": "Attention", "score_mode": "concat", "name": "concat", "inputs": ["additive", "x1"]}],
+        ["concat", "causal", "causal:1"]),
 }
-NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
+NOT_LIFTED = {"wrappers", "masking", "preprocessing_and_norms", "dot", "convnext_parts", "attention"}
 KERAS3_ONLY = {"convnext_parts"}
 
 
@@ -172,7 +180,9 @@ def catalog_inputs(model, seed: int = 1, batch: int = 3) -> list[np.ndarray]:
     out = []
     for i in model.inputs:
         shape = [5 if d is None else d for d in i.shape]
-        if i.dtype.startswith("int"):
+        if i.dtype == "bool":
+            out.append(rng.random((batch, *shape)) < 0.8)
+        elif i.dtype.startswith("int"):
             out.append(rng.integers(0, 20, (batch, *shape)).astype(i.dtype))
         else:
             out.append(rng.normal(size=(batch, *shape)).astype(i.dtype))

@@ -82,3 +82,34 @@ def _flatten(value, ctx: Context) -> list[TensorRef]:
     refs: list[TensorRef] = []
     topology._keras_tensors(value, refs, ctx)
     return refs
+
+
+def _written(layer) -> tuple[dict, tuple[str, ...] | None]:
+    """(positional, keyword) arguments of the call that gives `layer` its inputs, as Keras writes
+    them: the tensors in order where Keras takes them so, flags that differ from their default."""
+    flags = {k: getattr(layer, k) for k in layer.call_arguments if getattr(layer, k) != type(layer).model_fields[k].default}
+    return flags, NAMED_INPUTS.get(layer.type)
+
+
+def keras2_node(layer, refs: list[list]) -> list:
+    """A Keras 2 inbound node: [layer, node, index, kwargs] per positional tensor."""
+    flags, names = _written(layer)
+    if names:  # the query positional, the rest by name
+        return [[*refs[0], {**dict(zip(names[1:], refs[1:])), **flags}]]
+    return [[*ref, dict(flags)] for ref in refs]
+
+
+def keras3_node(layer, tensors: list[dict]) -> dict:
+    """A Keras 3 inbound node: {"args": [...], "kwargs": {...}}."""
+    flags, names = _written(layer)
+    if names:  # query and value positional, the rest by name
+        return {"args": tensors[:2], "kwargs": {**dict(zip(names[2:], tensors[2:])), **flags}}
+    return {"args": [tensors], "kwargs": flags}
+
+
+def keras2_build_shapes(layer, in_types: list) -> dict:
+    """tf.keras 2 rebuilds a MultiHeadAttention from the shapes of its call, kept in its config."""
+    if layer.type != "MultiHeadAttention":
+        return {}
+    query, value, key = in_types[0], in_types[1], in_types[2] if len(in_types) > 2 else in_types[1]
+    return {f"{name}_shape": [None, *t.shape] for name, t in (("query", query), ("key", key), ("value", value))}

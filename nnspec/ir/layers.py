@@ -1364,7 +1364,6 @@ class _Attention(Layer):
     n_inputs = (2, 3)  # query, value[, key]; the key is the value when not given
     call_arguments: ClassVar[tuple[str, ...]] = ("use_causal_mask", "return_attention_scores")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    seed: int | None = None
     use_causal_mask: bool = False
     return_attention_scores: bool = False
 
