@@ -73,6 +73,28 @@ def test_fixtures_through_nnspec_load_in_keras(name, version, loader, tmp_path):
         _close(LOADERS[loader](path, compile=False).predict(xs[0], verbose=0), ys)
 
 
+APPS = __import__("pathlib").Path(__file__).parent / "fixtures" / "keras_apps"
+ATTENTION_APPS = ["attention", "additive_attention", "mha_self", "mha_cross", "transformer_block"]
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize("source", ["k2.h5", "k3.keras"])
+@pytest.mark.parametrize("name", ATTENTION_APPS)
+def test_attention_models_keras_wrote_come_back_through_nnspec(name, source, loader, tmp_path):
+    imported = load(APPS / f"{name}.{source}")
+    io_ = np.load(APPS / f"{name}.{source.split('.')[0]}.io.npz")
+    xs, ys = ([io_[k] for k in sorted((k for k in io_.files if k[0] == c), key=lambda k: int(k[1:]))] for c in "xy")
+    suffix = ".h5" if loader == "keras2" else ".keras"  # Keras 3 reads no tf.keras MultiHeadAttention .h5
+    path = tmp_path / f"m{suffix}"
+    (exporter.save_h5 if suffix == ".h5" else exporter.save_keras)(path, imported.model, imported.weights)
+    got = LOADERS[loader](path, compile=False).predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    got = got if isinstance(got, list) else [got]
+    assert len(got) == len(ys)
+    for g, w in zip(got, ys):
+        assert np.asarray(g).shape == w.shape
+        assert float(np.max(np.abs(np.asarray(g) - w) / np.maximum(1.0, np.abs(w)))) <= 1e-4
+
+
 def _keras_built():
     """Models made with the Keras API: wrappers, activation layers, a nested model, compile settings."""
     L = keras.layers
