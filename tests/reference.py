@@ -465,7 +465,7 @@ def _additive_attention(c, w, xs, mask, kv):
 
 
 def _multi_head_attention(c, w, xs, mask, kv):
-    """Keras's einsum form; Keras 3's masked softmax (a query with no key left gets zeros)."""
+    """Keras's einsum form; a query with no key left gets uniform weights or (empty_rows zero) none."""
     q, v = xs[0], xs[1]
     k = xs[2] if len(xs) > 2 else v
     weights = list(w)
@@ -475,6 +475,8 @@ def _multi_head_attention(c, w, xs, mask, kv):
     scores = np.einsum("bshd,bthd->bhts", pk, pq)
     allowed = _allowed(q.shape[1], k.shape[1], c, mask, xs[3] if len(xs) > 3 else None, query_too=True)[:, None]
     probs = np.where(allowed, _softmax(np.where(allowed, scores, -1e9)), 0.0)
+    if c.get("empty_rows", "mean") == "mean":  # float32 Keras: scores - 1e9 all round to -1e9
+        probs = np.where(allowed.any(-1, keepdims=True), probs, 1.0 / k.shape[1])
     attended = np.einsum("bhts,bshd->bthd", probs, pv)
     out = np.einsum("bthd,hdo->bto", attended, weights.pop(0)) + (weights.pop(0) if c.get("use_bias", True) else 0)
     return [out, probs] if c.get("return_attention_scores") else out

@@ -381,11 +381,13 @@ def test_masked_global_average_pooling():
     assert_close(run_onnx(compiled(model, {}), [x]), reference_outputs(model, {}, [x]))
 
 
-@pytest.mark.parametrize("kind", ["Attention", "AdditiveAttention", "MultiHeadAttention"])
-def test_attention_reads_the_keras_masks(kind):
+@pytest.mark.parametrize("kind,options", [
+    ("Attention", {}), ("AdditiveAttention", {}),
+    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "use_causal_mask": True}),
+    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "empty_rows": "zero"})])
+def test_attention_reads_the_keras_masks(kind, options):
     """Embedding(mask_zero) masks: the query's zeroes its outputs (Attention) or its rows of
     scores (MultiHeadAttention), the value's hides keys; a query with no key left is zero."""
-    options = {"num_heads": 2, "key_dim": 3, "use_causal_mask": True} if kind == "MultiHeadAttention" else {}
     layers = [{"type": "Embedding", "name": "q", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x0"]},
               {"type": "Embedding", "name": "v", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x1"]},
               {"type": kind, "inputs": ["q", "v"], **options}]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ...ir.layers import LAYERS
 from . import topology
+from .layer_export import ExportError
 from .model import KerasLayer, TensorRef
 from .normalize import Context
 
@@ -107,9 +108,16 @@ def keras3_node(layer, tensors: list[dict]) -> dict:
     return {"args": [tensors], "kwargs": flags}
 
 
-def keras2_build_shapes(layer, in_types: list) -> dict:
-    """tf.keras 2 rebuilds a MultiHeadAttention from the shapes of its call, kept in its config."""
+def implied_config(layer, in_types: list, major: int) -> dict:
+    """Config keys a call implies: tf.keras 2 rebuilds a MultiHeadAttention from its call's shapes.
+    A layer whose masks may leave a query no key is refused for the Keras version that would
+    compute that row otherwise (see MultiHeadAttention.empty_rows)."""
     if layer.type != "MultiHeadAttention":
+        return {}
+    if layer.may_leave_queries_without_keys(in_types) and layer.empty_rows != layer.keras_empty_rows(major):
+        raise ExportError(f"layer '{layer.name}'", f"Keras {major} would compute the outputs of queries masked from "
+                          f"every key otherwise (this model gives them {layer.empty_rows} attention)")
+    if major == 3:
         return {}
     query, value, key = in_types[0], in_types[1], in_types[2] if len(in_types) > 2 else in_types[1]
     return {f"{name}_shape": [None, *t.shape] for name, t in (("query", query), ("key", key), ("value", value))}

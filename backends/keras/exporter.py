@@ -64,7 +64,7 @@ class KerasExport:
         entries = {i.name: self._input_entry(i.name, i.type()) for i in model.inputs}
         for info in analysis.layers:
             cls, config = keras_layer(info.layer, major)
-            config.update(call_args.keras2_build_shapes(info.layer, info.inputs) if major == 2 else {})
+            config.update(call_args.implied_config(info.layer, info.inputs, major))
             arrays = [np.asarray(a) for a in (weights or {}).get(info.layer.name, [])]
             entries[info.layer.name] = _Entry(cls, config, info.layer, list(info.layer.inputs), info.inputs, arrays)
         self.entries = [entries[name] for name in keras_order(model)]

@@ -60,9 +60,10 @@ def _multi_head_attention(c: LayerCall):
     allowed = _allowed(c, query, key, value_mask=_key_mask(c), query_mask=c.masks[0], mask_input=mask_input)
     if allowed is None:
         weights = P.softmax(scores, axis=-1)
-    else:
+    elif layer.empty_rows == "mean":  # -1e9 added: a row with no key left is uniform, as in Keras
+        weights = P.softmax(scores + P.select(_with_head_axis(c, allowed), 0.0, NEG), axis=-1)
+    else:  # Keras 3 returning scores: masked scores replaced by -1e9, and a row with no key left is zero
         allowed = _with_head_axis(c, allowed)
-        # Keras 3: masked scores replaced by -1e9, and rows with no key left are zero, not uniform
         weights = P.select(allowed, P.softmax(P.select(allowed, scores, NEG), axis=-1), 0.0)
     attended = _dropout(c, weights) @ v  # (batch, heads, Tq, value_dim)
     merged = P.reshape(P.transpose(attended, perm=(0, 2, 1, 3)), shape=(0, 0, layer.num_heads * value_dim))

@@ -1444,6 +1444,11 @@ class MultiHeadAttention(_Attention):
     activity_regularizer: Regularizer | None = None
     kernel_constraint: Constraint | None = None
     bias_constraint: Constraint | None = None
+    # A query that the masks let see no key attends to every value alike (tf.keras 2, and Keras 3's
+    # fused dot_product_attention) or to none (Keras 3 when it returns scores or has dropout). Not a
+    # Keras key: the Keras version and the call imply it (keras_empty_rows).
+    empty_rows: Literal["mean", "zero"] = "mean"
+    not_in_keras_config: ClassVar[tuple[str, ...]] = ("empty_rows",)
 
     @field_validator("output_shape", mode="before")
     @classmethod
@@ -1461,6 +1466,15 @@ class MultiHeadAttention(_Attention):
         if axes is not None and list(axes) not in ([1], [-2]):
             raise ValueError(f"attention_axes {v}: nnspec attends over the time axis only (attention_axes=[1])")
         return None if axes is None else [1]
+
+    def keras_empty_rows(self, major: int) -> str:
+        """What Keras `major` does for a query with no key (Keras 3 picks its kernel by the call)."""
+        return "zero" if major == 3 and (self.return_attention_scores or self.dropout > 0) else "mean"
+
+    def may_leave_queries_without_keys(self, ins: list[TensorType]) -> bool:
+        """Whether empty_rows matters: an attention_mask or a Keras mask can hide every key from a
+        query (the causal mask alone never does)."""
+        return len(ins) > 3 or any(t.masked for t in ins)
 
     def head_sizes(self) -> tuple[int, int]:
         return self.key_dim, self.value_dim or self.key_dim
