@@ -443,21 +443,20 @@ def _attention(c, w, xs, mask, kv):
     else:
         pairs = q[:, :, None, :] + k[:, None, :, :]
         scores = weights.pop(0) * np.tanh(pairs * (1.0 if scale is None else scale)).sum(-1)
-    scores = scores - 1e9 * ~_allowed(q.shape[1], k.shape[1], c, mask)
-    probs = _softmax(scores)
-    out = probs @ v
-    if mask and mask[0] is not None:
-        out = out * mask[0][:, :, None]
-    return [out, probs] if c.get("return_attention_scores") else out
+    return _attend(c, scores, v, mask)
 
 
 def _additive_attention(c, w, xs, mask, kv):
     q, v = xs[0], xs[1]
     k = xs[2] if len(xs) > 2 else v
     scale = w[0] if c.get("use_scale", True) else 1.0
-    scores = (scale * np.tanh(q[:, :, None, :] + k[:, None, :, :])).sum(-1)
-    scores = scores - 1e9 * ~_allowed(q.shape[1], k.shape[1], c, mask)
-    probs = _softmax(scores)
+    return _attend(c, (scale * np.tanh(q[:, :, None, :] + k[:, None, :, :])).sum(-1), v, mask)
+
+
+def _attend(c, scores, v, mask):
+    """Attention and AdditiveAttention from their scores: masked keys get scores - 1e9, masked
+    queries zero outputs."""
+    probs = _softmax(scores - 1e9 * ~_allowed(*scores.shape[1:], c, mask))
     out = probs @ v
     if mask and mask[0] is not None:
         out = out * mask[0][:, :, None]
