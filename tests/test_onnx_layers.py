@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nnspec.backends.onnx.layers import LAYERS
+from nnspec.errors import SpecError
 from nnspec.ir.layers import LAYER_CLASSES
 from onnx_support import (analysis_of, assert_close, compiled, model_of, random_input, random_weights,
                           reference_outputs, run_onnx)
@@ -385,14 +386,20 @@ def test_masked_global_average_pooling():
     ("Attention", {}), ("AdditiveAttention", {}),
     ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "use_causal_mask": True}),
     ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "empty_rows": "zero"})])
-def test_attention_reads_the_keras_masks(kind, options):
+@pytest.mark.parametrize("lengths", ["known", "unknown"])
+def test_attention_reads_the_keras_masks(kind, options, lengths):
     """Embedding(mask_zero) masks: the query's zeroes its outputs (Attention) or its rows of
     scores (MultiHeadAttention), the value's hides keys; a query with no key left is zero."""
     layers = [{"type": "Embedding", "name": "q", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x0"]},
               {"type": "Embedding", "name": "v", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x1"]},
               {"type": kind, "inputs": ["q", "v"], **options}]
     rng = np.random.default_rng(6)
-    model = model_of(layers, ((4,), "int32"), ((5,), "int32"))
+    if lengths == "unknown" and options.get("use_causal_mask"):
+        model = model_of(layers, ((None,), "int32"), ((None,), "int32"))
+        with pytest.raises(SpecError, match="use_causal_mask needs the query's and the key's lengths known"):
+            compiled(model, random_weights(analysis_of(model), rng))
+        return
+    model = model_of(layers, *([((4,), "int32"), ((5,), "int32")] if lengths == "known" else [((None,), "int32")] * 2))
     weights = random_weights(analysis_of(model), rng)
     xs = [rng.integers(1, 6, (4, n)).astype(np.int32) for n in (4, 5)]
     xs[0][0, 1], xs[0][1, 3], xs[1][1, 0], xs[1][2, 2:] = 0, 0, 0, 0
@@ -413,8 +420,6 @@ def test_conv_stack_with_batch_norm_and_separate_activations():
 
 def test_unknown_sequence_length():
     """Fused recurrent ops take any length; the unrolled loop needs it known and says so."""
-    from nnspec.errors import SpecError
-
     layers = [{"type": "LSTM", "units": 3, "return_sequences": True}, {"type": "GRU", "units": 2}]
     _check(layers, [(None, 2)], None, fused=True)
     with pytest.raises(SpecError, match="needs a known sequence length"):

@@ -28,7 +28,7 @@ def _attention(c: LayerCall):
         scores = q @ P.transpose(k, perm=(0, 2, 1))
         scores = scores if scale is None else scores * scale
     else:
-        pairs = _unsqueeze(q, 2) + _unsqueeze(k, 1)  # (batch, Tq, Tv, dim)
+        pairs = P.unsqueeze(q, axis=2) + P.unsqueeze(k, axis=1)  # (batch, Tq, Tv, dim)
         if layer.type == "Attention":  # concat: weight * sum(tanh(scale * (q + k)))
             summed = P.reduce_sum(P.tanh(pairs if scale is None else pairs * scale), axes=(3,), keepdims=False)
             scores = summed * c.w("concat_score_weight")
@@ -41,7 +41,7 @@ def _attention(c: LayerCall):
     weights = _dropout(c, P.softmax(scores, axis=-1))
     out = weights @ v
     if c.masks[0] is not None:  # Keras zeroes the outputs of masked queries
-        out = P.select(_unsqueeze(c.masks[0], 2), out, 0.0)
+        out = P.select(P.unsqueeze(c.masks[0], axis=2), out, 0.0)
     return [out, weights] if layer.return_attention_scores else out
 
 
@@ -61,9 +61,9 @@ def _multi_head_attention(c: LayerCall):
     if allowed is None:
         weights = P.softmax(scores, axis=-1)
     elif layer.empty_rows == "mean":  # -1e9 added: a row with no key left is uniform, as in Keras
-        weights = P.softmax(scores + P.select(_with_head_axis(c, allowed), 0.0, NEG), axis=-1)
+        weights = P.softmax(scores + P.select(P.unsqueeze(allowed, axis=1), 0.0, NEG), axis=-1)
     else:  # Keras 3 returning scores: masked scores replaced by -1e9, and a row with no key left is zero
-        allowed = _with_head_axis(c, allowed)
+        allowed = P.unsqueeze(allowed, axis=1)
         weights = P.select(allowed, P.softmax(P.select(allowed, scores, NEG), axis=-1), 0.0)
     attended = _dropout(c, weights) @ v  # (batch, heads, Tq, value_dim)
     merged = P.reshape(P.transpose(attended, perm=(0, 2, 1, 3)), shape=(0, 0, layer.num_heads * value_dim))
@@ -100,9 +100,9 @@ def _allowed(c: LayerCall, query: Var, key: Var, *, value_mask: Var | None, quer
     """Which keys each query may attend to, bool (batch or 1, Tq or 1, Tk or 1); None: all."""
     parts = []
     if query_mask is not None:
-        parts.append(_unsqueeze(query_mask, 2))
+        parts.append(P.unsqueeze(query_mask, axis=2))
     if value_mask is not None:
-        parts.append(_unsqueeze(value_mask, 1))
+        parts.append(P.unsqueeze(value_mask, axis=1))
     if c.layer.use_causal_mask:
         tq, tk = query.shape[1], key.shape[1]
         if tq is None or tk is None:
@@ -116,22 +116,6 @@ def _allowed(c: LayerCall, query: Var, key: Var, *, value_mask: Var | None, quer
     for part in parts[1:]:
         allowed = P.logical_and(allowed, part)
     return allowed
-
-
-def _with_head_axis(c: LayerCall, mask: Var) -> Var:
-    """(batch, Tq, Tk) -> (batch, 1, Tq, Tk), broadcasting over heads."""
-    tq, tk = mask.shape[1], mask.shape[2]
-    if tq is None and tk is None:
-        raise c.fail("a mask needs the query's or the key's length known")
-    return P.reshape(mask, shape=(0, 1, -1, tk) if tq is None else (0, 1, tq, -1))
-
-
-def _unsqueeze(x: Var, axis: int) -> Var:
-    """x with a new axis of size 1 at `axis` (axes before it kept as they are)."""
-    rest = tuple(-1 if d is None else d for d in x.shape[axis:])
-    if rest.count(-1) > 1 or (rest.count(-1) == 1 and axis == 0):
-        raise ValueError(f"cannot add an axis to a tensor of shape {x.shape}")
-    return P.reshape(x, shape=(*(0,) * axis, 1, *rest))
 
 
 def _dropout(c: LayerCall, weights: Var) -> Var:
