@@ -51,8 +51,9 @@ def _multi_head_attention(c: LayerCall):
     query, value = c.inputs[:2]
     key = c.inputs[2] if len(c.inputs) > 2 else value
     key_dim, value_dim = layer.head_sizes()
-    # Keras scales the projected query by 1/sqrt(key_dim); folded into its kernel and bias
-    q = _heads(c, "query", query, key_dim, 1.0 / math.sqrt(key_dim))  # (batch, heads, Tq, key_dim)
+    # Keras scales the projected query by 1/sqrt(key_dim) (not folded into the kernel: the file
+    # keeps the weights as they are, so that they read back through the spec)
+    q = _heads(c, "query", query, key_dim) * query.graph.const(1.0 / math.sqrt(key_dim), "float32")
     k = _heads(c, "key", key, key_dim)
     v = _heads(c, "value", value, value_dim)
     scores = q @ P.transpose(k, perm=(0, 1, 3, 2))  # (batch, heads, Tq, Tk)
@@ -74,16 +75,13 @@ def _multi_head_attention(c: LayerCall):
     return [out, weights] if layer.return_attention_scores else out
 
 
-def _heads(c: LayerCall, part: str, x: Var, size: int, scale: float = 1.0) -> Var:
+def _heads(c: LayerCall, part: str, x: Var, size: int) -> Var:
     """x (batch, T, features) projected by Keras's EinsumDense kernel (features, heads, size) and
     split into heads: (batch, heads, T, size)."""
     heads = c.layer.num_heads
     kernel = P.reshape(c.w(f"{part}/kernel"), shape=(x.shape[-1], heads * size))
     bias = c.w(f"{part}/bias")
     bias = None if bias is None else P.reshape(bias, shape=(heads * size,))
-    if scale != 1.0:
-        factor = x.graph.const(scale, "float32")
-        kernel, bias = kernel * factor, None if bias is None else bias * factor
     projected = x @ kernel
     projected = projected if bias is None else projected + bias
     return P.transpose(P.reshape(projected, shape=(0, 0, heads, size)), perm=(0, 2, 1, 3))
