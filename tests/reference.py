@@ -468,7 +468,10 @@ def _multi_head_attention(c, w, xs, mask, kv):
     q, v = xs[0], xs[1]
     k = xs[2] if len(xs) > 2 else v
     weights = list(w)
-    project = lambda x: np.einsum("btf,fhd->bthd", x, weights.pop(0)) + (weights.pop(0) if c.get("use_bias", True) else 0)  # noqa: E731
+
+    def project(x):
+        return np.einsum("btf,fhd->bthd", x, weights.pop(0)) + (weights.pop(0) if c.get("use_bias", True) else 0)
+
     pq, pk, pv = project(q), project(k), project(v)
     pq = pq / math.sqrt(c["key_dim"])
     scores = np.einsum("bshd,bthd->bhts", pk, pq)

@@ -86,9 +86,10 @@ def _flatten(value, ctx: Context) -> list[TensorRef]:
 
 
 def _written(layer) -> tuple[dict, tuple[str, ...] | None]:
-    """(positional, keyword) arguments of the call that gives `layer` its inputs, as Keras writes
-    them: the tensors in order where Keras takes them so, flags that differ from their default."""
-    flags = {k: getattr(layer, k) for k in layer.call_arguments if getattr(layer, k) != type(layer).model_fields[k].default}
+    """The call's flags that differ from their default, and the Keras names of its inputs (None:
+    Keras takes them as one list)."""
+    defaults = type(layer).model_fields
+    flags = {k: getattr(layer, k) for k in layer.call_arguments if getattr(layer, k) != defaults[k].default}
     return flags, NAMED_INPUTS.get(layer.type)
 
 

@@ -1492,10 +1492,9 @@ class MultiHeadAttention(_Attention):
 
     def weights(self, ins):
         (q, v), k = ins[:2], ins[2] if len(ins) > 2 else ins[1]
-        kd, vd, h = *self.head_sizes(), self.num_heads
+        kd, vd, h, out = *self.head_sizes(), self.num_heads, self.output_shape or q.shape[-1]
         projections = [("query", (q.shape[-1], h, kd), (h, kd)), ("key", (k.shape[-1], h, kd), (h, kd)),
-                       ("value", (v.shape[-1], h, vd), (h, vd)),
-                       ("attention_output", (h, vd, self.output_shape or q.shape[-1]), (self.output_shape or q.shape[-1],))]
+                       ("value", (v.shape[-1], h, vd), (h, vd)), ("attention_output", (h, vd, out), (out,))]
         out = []
         for part, kernel, bias in projections:
             out.append(Weight(f"{part}/kernel", kernel, self.kernel_initializer, True, self.kernel_regularizer,
