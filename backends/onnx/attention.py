@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 
-from ...ir.layers import Dropout
 from . import primitives as P
 from .graph import Var
 from .layers import MASKS, LayerCall, expands
+from .noise import Draw
 
 NEG = -1e9  # what Keras adds to the scores of masked keys
 for _kind in ("Attention", "AdditiveAttention", "MultiHeadAttention"):
@@ -117,7 +117,8 @@ def _allowed(c: LayerCall, query: Var, key: Var, *, value_mask: Var | None, quer
 
 
 def _dropout(c: LayerCall, weights: Var) -> Var:
-    """Keras drops attention weights while training (a Dropout's mask, drawn as for that layer)."""
+    """Keras drops attention weights while training."""
     if c.train is None or c.layer.dropout == 0:
         return weights
-    return weights * c.train.dropout_mask(Dropout(type="Dropout", name=c.layer.name, rate=c.layer.dropout), weights)
+    rate = c.layer.dropout
+    return weights * c.train.noise(c.layer, weights, Draw("bernoulli", rate=rate, value=1.0 / (1.0 - rate)))
