@@ -768,13 +768,16 @@ def _member(name: str):
 
 
 def _n_outputs(layer: Layer) -> list:
-    """How many tensors a layer yields, known before shapes: RNN states and Bidirectional halves."""
+    """How many tensors a layer yields, known before shapes: RNN states, Bidirectional halves and
+    attention scores."""
     inner = getattr(layer, "layer", None)
     if layer.type == "Bidirectional":
         states = inner.n_states * 2 if inner.return_state else 0
         return [0] * ((2 if layer.merge_mode is None else 1) + states)
     if getattr(layer, "return_state", False):
         return [0] * (1 + layer.n_states)
+    if getattr(layer, "return_attention_scores", False):
+        return [0, 0]
     return [0]
 
 

@@ -166,8 +166,17 @@ CATALOG = {
         {"type": "GRU", "name": "gru_dec", "units": 3, "reset_after": False, "inputs": ["dec", "gru_enc:1"]},
         {"type": "SimpleRNN", "name": "rnn_dec", "units": 3, "inputs": ["x1", "gru_dec"]},
         _dense(2, name="out", inputs=["rnn_dec"])], None),
+    # (an attention_mask input is written for one Keras version only: test_keras_export)
+    "attention": ([[4, 6], [5, 6], [5, 3]], [
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "name": "mha", "inputs": ["x0", "x1", "x2"]},
+        {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2, "value_dim": 3, "output_shape": 5,
+         "use_causal_mask": True, "return_attention_scores": True, "name": "causal", "inputs": ["x0", "x0"]},
+        {"type": "Attention", "use_scale": True, "use_causal_mask": True, "name": "dot", "inputs": ["mha", "x1"]},
+        {"type": "AdditiveAttention", "name": "additive", "inputs": ["dot", "x1", "x1"]},
+        {"type": "Attention", "score_mode": "concat", "name": "concat", "inputs": ["additive", "x1"]}],
+        ["concat", "causal", "causal:1"]),
 }
-NOT_LIFTED = {"wrappers", "wrappers_nested", "masking", "preprocessing_and_norms", "dot", "convnext_parts"}
+NOT_LIFTED = {"wrappers", "wrappers_nested", "masking", "preprocessing_and_norms", "dot", "convnext_parts", "attention"}
 KERAS3_ONLY = {"convnext_parts"}
 
 
@@ -185,7 +194,9 @@ def catalog_inputs(model, seed: int = 1, batch: int = 3) -> list[np.ndarray]:
     out = []
     for i in model.inputs:
         shape = [5 if d is None else d for d in i.shape]
-        if i.dtype.startswith("int"):
+        if i.dtype == "bool":
+            out.append(rng.random((batch, *shape)) < 0.8)
+        elif i.dtype.startswith("int"):
             out.append(rng.integers(0, 20, (batch, *shape)).astype(i.dtype))
         else:
             out.append(rng.normal(size=(batch, *shape)).astype(i.dtype))

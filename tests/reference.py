@@ -412,6 +412,78 @@ def _dot(c, w, xs, mask, kv):
     return out.reshape(len(x), 1) if out.ndim == 1 else out
 
 
+
+# --------------------------------------------------------------------------------------------
+# attention (masks: [query's, value's, key's] Keras masks)
+
+
+def _allowed(tq, tk, c, masks, mask_input=None, query_too=False):
+    """Which keys each query may attend to, (B or 1, Tq, Tk)."""
+    allowed = np.ones((1, tq, tk), bool)
+    masks = list(masks or []) + [None] * 3
+    if query_too and masks[0] is not None:
+        allowed = allowed & masks[0][:, :, None]
+    for m in masks[1:3] if query_too else masks[1:2]:  # Attention reads the value's mask only
+        if m is not None:
+            allowed = allowed & m[:, None, :]
+    if c.get("use_causal_mask"):
+        allowed = allowed & (np.arange(tq)[:, None] >= np.arange(tk)[None, :])
+    if mask_input is not None:
+        allowed = allowed & (mask_input != 0)
+    return allowed
+
+
+def _attention(c, w, xs, mask, kv):
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) > 2 else v
+    weights = list(w)
+    scale = weights.pop(0) if c.get("use_scale") else None
+    if c.get("score_mode", "dot") == "dot":
+        scores = np.einsum("bqd,bkd->bqk", q, k) * (1.0 if scale is None else scale)
+    else:
+        pairs = q[:, :, None, :] + k[:, None, :, :]
+        scores = weights.pop(0) * np.tanh(pairs * (1.0 if scale is None else scale)).sum(-1)
+    return _attend(c, scores, v, mask)
+
+
+def _additive_attention(c, w, xs, mask, kv):
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) > 2 else v
+    scale = w[0] if c.get("use_scale", True) else 1.0
+    return _attend(c, (scale * np.tanh(q[:, :, None, :] + k[:, None, :, :])).sum(-1), v, mask)
+
+
+def _attend(c, scores, v, mask):
+    """Attention and AdditiveAttention from their scores: masked keys get scores - 1e9, masked
+    queries zero outputs."""
+    probs = _softmax(scores - 1e9 * ~_allowed(*scores.shape[1:], c, mask))
+    out = probs @ v
+    if mask and mask[0] is not None:
+        out = out * mask[0][:, :, None]
+    return [out, probs] if c.get("return_attention_scores") else out
+
+
+def _multi_head_attention(c, w, xs, mask, kv):
+    """Keras's einsum form; a query with no key left gets uniform weights or (empty_rows zero) none."""
+    q, v = xs[0], xs[1]
+    k = xs[2] if len(xs) > 2 else v
+    weights = list(w)
+
+    def project(x):
+        return np.einsum("btf,fhd->bthd", x, weights.pop(0)) + (weights.pop(0) if c.get("use_bias", True) else 0)
+
+    pq, pk, pv = project(q), project(k), project(v)
+    pq = pq / math.sqrt(c["key_dim"])
+    scores = np.einsum("bshd,bthd->bhts", pk, pq)
+    allowed = _allowed(q.shape[1], k.shape[1], c, mask, xs[3] if len(xs) > 3 else None, query_too=True)[:, None]
+    probs = np.where(allowed, _softmax(np.where(allowed, scores, -1e9)), 0.0)
+    if c.get("empty_rows", "mean") == "mean":  # float32 Keras: scores - 1e9 all round to -1e9
+        probs = np.where(allowed.any(-1, keepdims=True), probs, 1.0 / k.shape[1])
+    attended = np.einsum("bhts,bshd->bthd", probs, pv)
+    out = np.einsum("bthd,hdo->bto", attended, weights.pop(0)) + (weights.pop(0) if c.get("use_bias", True) else 0)
+    return [out, probs] if c.get("return_attention_scores") else out
+
+
 # --------------------------------------------------------------------------------------------
 # recurrent layers
 
@@ -549,6 +621,9 @@ def _concatenate(c, w, xs, mask, kv):
 
 MERGE_LAYERS = {
     "Dot": _dot,
+    "Attention": _attention,
+    "AdditiveAttention": _additive_attention,
+    "MultiHeadAttention": _multi_head_attention,
     "Add": _merge(np.add),
     "Subtract": _merge(np.subtract),
     "Multiply": _merge(np.multiply),
@@ -642,6 +717,8 @@ def output_mask(class_name, config, inputs, mask=None):
         seq = (config["layer"]["config"] if class_name == "Bidirectional" else config).get(
             "return_sequences", False)
         return mask if seq else None
+    if class_name in ("Attention", "AdditiveAttention", "MultiHeadAttention"):  # the query's
+        return (mask or [None])[0]
     if class_name in MERGE_LAYERS:  # logical AND of the inputs' masks
         masks = [m for m in (mask or []) if m is not None]
         return functools.reduce(np.logical_and, masks) if masks else None

@@ -14,6 +14,7 @@ KERAS_TOTALS = {
     "mnist_mlp.nn": 669_706,
     "mnist_cnn.nn": 1_199_882,
     "cosine_lstm.nn": 10_451,
+    "tiny_transformer.nn": 625,
     "tutorial_sigmoid_mlp.nn": 101_770,
     "tutorial_deep_mlp.nn": 1_494_154,
 }

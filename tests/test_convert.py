@@ -72,9 +72,10 @@ def test_an_onnx_input_named_like_a_tensor_reference_converts_to_keras(tmp_path)
         assert_close(run_onnx(back, xs), ys)
 
 
-@pytest.mark.parametrize("name", ["masked_bilstm", "time_distributed_dense"])
+@pytest.mark.parametrize("name", ["masked_bilstm", "time_distributed_dense", "mha_self", "mha_cross", "attention",
+                                  "additive_attention", "transformer_block"])
 def test_nnspec_onnx_with_unliftable_nodes_converts_back_through_its_spec(name, tmp_path):
-    """The mask's Equal and TimeDistributed's reshapes have no lifted layer; the carried spec says
+    """The mask's Equal, TimeDistributed's reshapes and attention have no lifted layer; the carried spec says
     what the graph is, and the weights come back bit for bit."""
     source = APPS / f"{name}.k2.h5"
     convert(str(source), str(tmp_path / "m.onnx"))

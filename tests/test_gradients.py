@@ -99,6 +99,7 @@ def test_structure():
     check(lambda v: P.resize(v, sizes=(2, 9), axes=(1, 2), mode="nearest"), x)
     check(lambda a, b: P.concat(a, b, axis=1), x, rand(2, 5, 4, seed=9))
     check(lambda v: P.expand_like(v, v.graph.const(np.zeros((2, 3, 4), np.float32))), rand(3, 1))
+    check(lambda v: P.unsqueeze(v, axis=2), x)
 
 
 def test_gather_rows():
@@ -187,7 +188,7 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "resize", "concat", "expand_like", "gather",
-    "gather_steps", "cumsum", "conv", "conv_transpose", "max_pool", "avg_pool"}
+    "gather_steps", "cumsum", "unsqueeze", "conv", "conv_transpose", "max_pool", "avg_pool"}
 
 
 def test_every_differentiable_primitive_is_checked_here():

@@ -76,6 +76,11 @@ CONVERTED = {
     "lstm_initial_state": None,
     "seq2seq_gru": None,
     "time_distributed_conv2d": None,
+    "attention": None,
+    "additive_attention": None,
+    "mha_self": None,
+    "mha_cross": None,
+    "transformer_block": None,
 }
 FORMATS = ["k2.h5", "k3.h5", "k3.keras"]
 

@@ -142,6 +142,22 @@ def test_what_keras_cannot_express_is_refused(layer, flavor, message, tmp_path):
     assert not (tmp_path / f"m{flavor}").exists()
 
 
+@pytest.mark.parametrize("empty_rows,flavor", [("zero", ".h5"), ("mean", ".keras")])
+def test_masked_attention_is_refused_for_the_keras_that_computes_it_otherwise(empty_rows, flavor, tmp_path):
+    """tf.keras 2 and Keras 3 returning scores differ for a query masked from every key."""
+    layers = [{"type": "MultiHeadAttention", "name": "mha", "num_heads": 2, "key_dim": 2, "empty_rows": empty_rows,
+               "return_attention_scores": True, "inputs": ["x0", "x1", "x1", "x2"]}]
+    model = model_of(layers, (3, 4), (5, 4), ((3, 5), "bool"), outputs=["mha", "mha:1"])
+    weights = catalog_weights(model)
+    write = {".h5": exporter.save_h5, ".keras": exporter.save_keras}
+    with pytest.raises(ExportError, match="layer 'mha': Keras [23] would compute the outputs of queries masked"):
+        write[flavor](tmp_path / f"m{flavor}", model, weights)
+    assert not (tmp_path / f"m{flavor}").exists()
+    other = ".keras" if flavor == ".h5" else ".h5"
+    write[other](tmp_path / f"m{other}", model, weights)
+    assert load(tmp_path / f"m{other}").model.layers[0].empty_rows == empty_rows
+
+
 def test_hard_sigmoid_is_written_for_the_version_that_means_it(tmp_path):
     for slope, suffix, save in ((0.2, ".h5", exporter.save_h5), (1 / 6, ".keras", exporter.save_keras)):
         model = _one_layer({"type": "Activation", "activation": {"name": "hard_sigmoid", "slope": slope}})

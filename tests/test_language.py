@@ -136,6 +136,11 @@ def test_keras_defaults():
     ("input x: int32[7]\nembedding(100, 8)", 800, 0),
     ("input x: float32[9, 2]\nconv1d(4, 3, groups=2)", 3 * 1 * 4 + 4, 0),
     ("input x: float32[6, 8]\nbatch_norm()\nlayer_norm()", 4 * 8 + 2 * 8, 16),
+    ("input x: float32[5, 8]\nmulti_head_attention(x, x, 2, 4)", 4 * (8 * 2 * 4 + 8), 0),
+    ("input x: float32[5, 8]\nmulti_head_attention(x, x, 2, 3, value_dim=5, output_shape=6)",
+     2 * (8 * 6 + 6) + (8 * 10 + 10) + (10 * 6 + 6), 0),
+    ("input x: float32[4, 6]\nadditive_attention(x, x)", 6, 0),
+    ("input x: float32[4, 6]\nattention(x, x, use_scale=true, score_mode=concat)", 2, 0),
 ])
 def test_parameter_counts(body, total, non_trainable):
     spec = model(body)
@@ -197,6 +202,12 @@ def test_shape_rules(body, shape):
     ("model m {\n  input x: float32[4]\n  lambda(__import__(x))\n}\n", "bad.nn:3:10", "is not allowed in a lambda"),
     ("model m {\n  input x: float32[4]\n  dense(2 + relu)\n}\n", "bad.nn:3:9", "arithmetic needs numbers"),
     ("model m {\n  input x: float32[4]\n  @\n}\n", "bad.nn:3:3", "unexpected character '@'"),
+    ("model m {\n  input x: float32[3, 4]\n  mha(x, x, 2, 2, attention_axes=[2])\n}\n", "bad.nn:3:19",
+     "nnspec attends over the time axis only"),
+    ("model m {\n  input q: float32[3, 4]\n  input v: float32[5, 6]\n  attention(q, v)\n}\n", "bad.nn:4:3",
+     "Attention needs query and key of one feature size"),
+    ("model m {\n  input x: float32[3, 4]\n  input m: bool[3, 4]\n  mha(x, x, x, m, 2, 2)\n}\n", "bad.nn:4:3",
+     "attention_mask must be (batch, 3, 3)"),
     ("model m {\n  input x: float32[4]\n  dense(4)\n", "bad.nn:4:1", "unexpected end of file"),
 ])
 def test_errors_point_at_the_mistake(text, where, fragment):

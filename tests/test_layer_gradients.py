@@ -120,6 +120,15 @@ CASES = {
                      {"type": "Minimum", "name": "mn", "inputs": ["mx", "b"]},
                      {"type": "Add", "name": "ad", "inputs": ["mn", "x"]},
                      {"type": "Concatenate", "name": "c", "inputs": ["ad", "x"]}]),
+    "attention": ([4, 3], [{"type": "Dense", "units": 3, "name": "k", "inputs": ["x"]},
+                           {"type": "Attention", "use_scale": True, "use_causal_mask": True, "name": "dot",
+                            "inputs": ["x", "x", "k"]},
+                           {"type": "Attention", "score_mode": "concat", "use_scale": True, "name": "concat",
+                            "inputs": ["dot", "x"]},
+                           {"type": "AdditiveAttention", "name": "additive", "inputs": ["concat", "x", "k"]}]),
+    "multi_head_attention": ([4, 3], [{"type": "Dense", "units": 2, "name": "v", "inputs": ["x"]},
+                                      {"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2, "value_dim": 3,
+                                       "output_shape": 4, "use_causal_mask": True, "inputs": ["x", "v", "x"]}]),
 }
 
 
@@ -180,6 +189,9 @@ TRAINING_CASES = {
     "time_distributed_training": ([3, 4], [{"type": "TimeDistributed", "layer": {"type": "BatchNormalization"}},
                                            {"type": "TimeDistributed", "layer": {"type": "Dropout", "rate": 0.4}},
                                            {"type": "TimeDistributed", "layer": {"type": "Dense", "units": 2}}]),
+    "attention_dropout_training": ([3, 4], [{"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 2,
+                                             "dropout": 0.3, "name": "mha", "inputs": ["x", "x"]},
+                                            {"type": "Attention", "dropout": 0.4, "inputs": ["mha", "x"]}]),
 }
 CASES.update(TRAINING_CASES)
 

@@ -33,6 +33,9 @@ NOT_LIFTABLE = {
         "AlphaDropout", "StochasticDepth")},
     **{kind: "ONNX has it as elementwise and reduction ops that the lift does not gather into this layer" for kind in (
         "NotEqual", "Cast", "Rescaling", "Normalization", "UnitNormalization", "LayerScale", "GroupNormalization", "Dot")},
+    **{kind: "ONNX has it as MatMul, Softmax and reshapes that the lift does not gather into this layer (nnspec's own "
+             "ONNX comes back through the spec it carries)" for kind in (
+        "Attention", "AdditiveAttention", "MultiHeadAttention")},
 }
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from nnspec.backends.onnx.layers import LAYERS
+from nnspec.errors import SpecError
 from nnspec.ir.layers import LAYER_CLASSES
 from onnx_support import (analysis_of, assert_close, compiled, model_of, random_input, random_weights,
                           reference_outputs, run_onnx)
@@ -184,6 +185,22 @@ def _cases():
     case("Dot", [{"type": "Dot", "axes": [2, 1], "inputs": ["x0", "x1"]}], (3, 4), (4, 2))
     case("Dot", [{"type": "Dot", "axes": [2, 2], "inputs": ["x0", "x1"]}], (3, 4), (5, 4))  # attention scores
     case("Dot", [{"type": "Dot", "axes": [1, 2], "normalize": True, "inputs": ["x0", "x1"]}], (3, 2, 4), (2, 3))
+    qv = {"inputs": ["x0", "x1"]}
+    case("Attention", [{"type": "Attention", **qv}], (4, 6), (5, 6))
+    case("Attention", [{"type": "Attention", "use_scale": True, "inputs": ["x0", "x1", "x2"]}], (4, 6), (5, 3), (5, 6))
+    case("Attention", [{"type": "Attention", "score_mode": "concat", "use_scale": True, **qv}], (4, 6), (5, 6))
+    case("Attention", [{"type": "Attention", "name": "a", "use_causal_mask": True, "return_attention_scores": True,
+                        **qv}], (4, 6), (5, 6), outputs=["a", "a:1"])
+    case("AdditiveAttention", [{"type": "AdditiveAttention", **qv}], (4, 6), (5, 6))
+    case("AdditiveAttention", [{"type": "AdditiveAttention", "use_scale": False, "use_causal_mask": True,
+                                "inputs": ["x0", "x1", "x2"]}], (4, 6), (5, 2), (5, 6))
+    case("MultiHeadAttention", [{"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "inputs": ["x", "x"]}],
+         (5, 4))
+    case("MultiHeadAttention", [{"type": "MultiHeadAttention", "num_heads": 2, "key_dim": 3, "value_dim": 2,
+                                 "output_shape": 5, "use_bias": False, "use_causal_mask": True, **qv}], (4, 6), (5, 3))
+    case("MultiHeadAttention", [{"type": "MultiHeadAttention", "name": "m", "num_heads": 3, "key_dim": 2,
+                                 "return_attention_scores": True, "inputs": ["x0", "x1", "x2", "x3"]}],
+         (4, 6), (5, 3), (5, 2), ((4, 5), "bool"), outputs=["m", "m:1"])
     return cases
 
 
@@ -365,6 +382,32 @@ def test_masked_global_average_pooling():
     assert_close(run_onnx(compiled(model, {}), [x]), reference_outputs(model, {}, [x]))
 
 
+@pytest.mark.parametrize("kind,options", [
+    ("Attention", {}), ("AdditiveAttention", {}),
+    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "use_causal_mask": True}),
+    ("MultiHeadAttention", {"num_heads": 2, "key_dim": 3, "empty_rows": "zero"})])
+@pytest.mark.parametrize("lengths", ["known", "unknown"])
+def test_attention_reads_the_keras_masks(kind, options, lengths):
+    """Embedding(mask_zero) masks: the query's zeroes its outputs (Attention) or its rows of
+    scores (MultiHeadAttention), the value's hides keys; a query with no key left is zero."""
+    layers = [{"type": "Embedding", "name": "q", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x0"]},
+              {"type": "Embedding", "name": "v", "input_dim": 6, "output_dim": 4, "mask_zero": True, "inputs": ["x1"]},
+              {"type": kind, "inputs": ["q", "v"], **options}]
+    rng = np.random.default_rng(6)
+    if lengths == "unknown" and options.get("use_causal_mask"):
+        model = model_of(layers, ((None,), "int32"), ((None,), "int32"))
+        with pytest.raises(SpecError, match="use_causal_mask needs the query's and the key's lengths known"):
+            compiled(model, random_weights(analysis_of(model), rng))
+        return
+    model = model_of(layers, *([((4,), "int32"), ((5,), "int32")] if lengths == "known" else [((None,), "int32")] * 2))
+    weights = random_weights(analysis_of(model), rng)
+    xs = [rng.integers(1, 6, (4, n)).astype(np.int32) for n in (4, 5)]
+    xs[0][0, 1], xs[0][1, 3], xs[1][1, 0], xs[1][2, 2:] = 0, 0, 0, 0
+    xs[1][3, :] = 0  # nothing to attend to
+    for fused in (True, False):
+        assert_close(run_onnx(compiled(model, weights, fused), xs), reference_outputs(model, weights, xs))
+
+
 def test_conv_stack_with_batch_norm_and_separate_activations():
     """Conv -> BN -> Activation -> pool -> Conv -> GAP: channels-first throughout, fused or not."""
     layers = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same"},
@@ -377,8 +420,6 @@ def test_conv_stack_with_batch_norm_and_separate_activations():
 
 def test_unknown_sequence_length():
     """Fused recurrent ops take any length; the unrolled loop needs it known and says so."""
-    from nnspec.errors import SpecError
-
     layers = [{"type": "LSTM", "units": 3, "return_sequences": True}, {"type": "GRU", "units": 2}]
     _check(layers, [(None, 2)], None, fused=True)
     with pytest.raises(SpecError, match="needs a known sequence length"):

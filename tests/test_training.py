@@ -41,6 +41,15 @@ def test_cosine_lstm_learns_the_next_value():
     assert evaluate(spec, config, data, run.weights, device="cpu")["loss"] < 1e-3
 
 
+def test_tiny_transformer_learns_the_next_value():
+    """specs/tiny_transformer.nn (causal multi-head attention, residuals, layer norms) trains."""
+    spec = load(ROOT / "specs" / "tiny_transformer.nn")
+    config = configure(spec, {"verbose": 0, "epochs": 6})
+    run = train(spec, config, cosine_windows(window=16, n=256), None, seed=0, verbose=0, device="cpu")
+    losses = run.history.history["loss"]
+    assert losses[-1] < 0.2 * losses[0], losses
+
+
 def synthetic(spec, n=48, seed=0):
     """Inputs of the model's shapes and targets that fit its loss."""
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ from ...ir.layers import Layer
 from ...ir.model import Model, analyze, is_chain, producer_names, tensor_source
 from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
+from . import call_args
 from .catalog import snake_case
 from .layer_export import ExportError, inner_name, keras_layer
 from .train_config import export_train
@@ -65,6 +66,7 @@ class KerasExport:
         entries = {i.name: self._input_entry(i.name, i.type()) for i in model.inputs}
         for info in analysis.layers:
             cls, config = keras_layer(info.layer, major)
+            config.update(call_args.implied_config(info.layer, info.inputs, major))
             arrays = list((weights or {}).get(info.layer.name, []))  # read when written: see h5safe.Stored
             entries[info.layer.name] = _Entry(cls, config, info.layer, list(info.layer.inputs), info.inputs, arrays)
         self.entries = [entries[name] for name in keras_order(model)]
@@ -119,10 +121,15 @@ class KerasExport:
 
     def _node(self, e: _Entry):
         if self.major == 2:
-            return [[*self._ref(t), {}] for t in e.inputs]
+            refs = [list(self._ref(t)) for t in e.inputs]
+            if call_args.takes_call_arguments(e.layer.type):
+                return call_args.keras2_node(e.layer, refs)
+            return [[*ref, {}] for ref in refs]
         tensors = [{"class_name": "__keras_tensor__", "config": {
             "shape": [None, *self.analysis.tensors[t].shape], "dtype": self.analysis.tensors[t].dtype,
             "keras_history": list(self._ref(t))}} for t in e.inputs]
+        if call_args.takes_call_arguments(e.layer.type):
+            return call_args.keras3_node(e.layer, tensors)
         keyword = e.layer.extra_inputs_keyword
         if keyword is not None:  # recurrent layers: the sequence, then initial_state=[...]
             return {"args": tensors[:1], "kwargs": {keyword: tensors[1:]} if len(tensors) > 1 else {}}
@@ -236,6 +243,12 @@ def _keras3_groups(e: _Entry) -> list[tuple[str, str, list]]:
     name = e.config["name"]
     if e.layer is None:
         return [("", name, [])]
+    if e.layer.type == "MultiHeadAttention":  # an EinsumDense per projection, named as its weights
+        parts = {}
+        for spec, array in zip(e.layer.weights(e.in_types), e.arrays):
+            parts.setdefault(spec.name.split("/")[0], []).append(array)
+        dense = {"attention_output": "output"}
+        return [("", name, [])] + [(f"{dense.get(part, part)}_dense/", part, arrays) for part, arrays in parts.items()]
     groups: list[tuple[str, str, list]] = [(path, label, []) for path, label in _wrappers(e.layer, name)]
     arrays = list(e.arrays)
     for path, _, owner, ins, owner_name in _owners(e.layer, e.in_types, name):

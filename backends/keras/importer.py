@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import Diagnostic, SpecError
-from ...ir.layers import FLOAT_DTYPES, INT_DTYPES
+from ...ir.layers import FLOAT_DTYPES, INT_DTYPES, MultiHeadAttention
 from ...ir.model import Input, Model, Namer, analyze
 from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
@@ -47,8 +47,10 @@ def load(path, weights_path=None, *, lazy: bool = False) -> Imported:
 def import_model(km: KerasModel) -> Imported:
     builder = _Builder(km.keras_version, Context(km.source or km.name))
     outputs = builder.model(km, None, "")
+    order = [builder.tensors[ref] for ref in km.inputs]  # the model's input order, not its layers'
+    inputs = sorted(builder.inputs, key=lambda i: order.index(i.name))
     layers = masks.without_mask_ops(builder.layers, builder.masks, outputs)
-    model = Model(name=km.name, inputs=builder.inputs, layers=layers, outputs=outputs)
+    model = Model(name=km.name, inputs=inputs, layers=layers, outputs=outputs)
     train, notes = import_train(km.training_config, outputs, builder.ctx)
     model.train = train
     analysis, problems = analyze(model)
@@ -56,6 +58,9 @@ def import_model(km: KerasModel) -> Imported:
         raise SpecError([Diagnostic(f"as converted: {p}", json_path=builder.where(model, p.loc)) for p in problems],
                         km.source or km.name)
     masks.check(analysis, builder.layers, builder.masks)
+    for info in analysis.layers:  # what this Keras version does where no config key says it
+        if isinstance(info.layer, MultiHeadAttention) and info.layer.may_leave_queries_without_keys(info.inputs):
+            info.layer.empty_rows = info.layer.keras_empty_rows(int(km.keras_version[0]))
     if builder.weights:  # a bare model JSON has none: its weights are for the caller to choose
         check_weights(analysis, builder.weights, km.source)
     return Imported(model, builder.weights, km.keras_version, km.optimizer_weights, notes)

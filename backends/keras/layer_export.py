@@ -124,8 +124,9 @@ def keras_layer(layer: Layer, major: int, name: str | None = None) -> tuple[str,
         return cls, {**head, **config}
     config = dict(head)
     for key in type(layer).model_fields:
-        if key in ("type", "name", "inputs", "trainable"):
-            continue
+        if key in ("type", "name", "inputs", "trainable") or key in getattr(layer, "call_arguments", ()) \
+                or key in getattr(layer, "not_in_keras_config", ()):
+            continue  # call arguments go in the inbound node (call_args.py)
         config[key] = _value(layer, key, major, name)
     if isinstance(layer, _Spatial) and layer.type not in _NO_DATA_FORMAT[major]:
         config["data_format"] = "channels_last"

@@ -25,6 +25,8 @@ NEUTRAL: dict[str, Any] = {
     "rms_scaling": False, "sparse": False, "ragged": False, "optional": False,
     "groups": 1,  # Keras 2 writes it for depthwise and separable convolutions too
     "pad_to_aspect_ratio": False, "antialias": False, "fill_mode": ANY, "fill_value": ANY,  # Keras 3's Resizing
+    "query_shape": ANY, "key_shape": ANY, "value_shape": ANY, "use_gate": False,  # MultiHeadAttention
+    "softmax_robust_masking": False,
 }
 # Keras 2 writes Conv's kernel settings on separable convs too, which never read them (their kernels
 # are depthwise_* and pointwise_*).

@@ -11,7 +11,7 @@ own ``weights`` are empty (the weights live on the nested model's layers).
 """
 from __future__ import annotations
 
-from . import catalog, op_layers
+from . import call_args, catalog, op_layers
 from .errors import KerasFormatError
 from .model import KerasLayer, KerasModel, TensorRef
 from .normalize import Context, check_class, layer_config
@@ -135,6 +135,8 @@ def _functional(config, ctx: Context, keras_version: str) -> KerasModel:
         layer.file_class = file_class
         layer.inbound = [_node(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
         layer.masks = [_mask_refs(n, ctx.at(name)) for n in entry.get("inbound_nodes") or []]
+        if call_args.takes_call_arguments(layer.class_name):
+            call_args.read(layer, entry.get("inbound_nodes") or [], ctx.at(name))
         layers.append(layer)
         if keras_version.startswith("2") and _built_from_input(entry):
             skipped.add(name)

@@ -12,6 +12,7 @@ from ...ir.validation import json_path
 from ...ir.weights import Weights, check_weights
 from . import primitives as P
 from . import recurrent  # noqa: F401  (registers the recurrent layers in the layer table)
+from . import attention  # noqa: F401  (registers the attention layers)
 from .emit import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, to_onnx
 from .graph import Graph, Var, weight
 from .layers import LayerCall, TrainContext, expand, output_mask

@@ -1389,6 +1389,158 @@ class Dot(Layer):
         return [TensorType(x.dtype, tuple(rest) or (1,))]
 
 
+
+# ---- attention --------------------------------------------------------------------------
+
+
+class _Attention(Layer):
+    """Fields of Keras's attention layers. `use_causal_mask` and `return_attention_scores` are
+    arguments of a Keras call (written in its inbound node, not its config): `call_arguments`."""
+
+    n_inputs = (2, 3)  # query, value[, key]; the key is the value when not given
+    call_arguments: ClassVar[tuple[str, ...]] = ("use_causal_mask", "return_attention_scores")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    use_causal_mask: bool = False
+    return_attention_scores: bool = False
+
+    @classmethod
+    def keras_rank(cls, config, rank):
+        return 3
+
+    def _sequences(self, ins: list[TensorType]) -> tuple[TensorType, TensorType, TensorType]:
+        """query, value, key: each (time, features), float, with known features."""
+        q, v, k = ins[0], ins[1], ins[2] if len(ins) > 2 else ins[1]
+        for t, what in ((q, "query"), (v, "value"), (k, "key")):
+            _floating(t, self.type)
+            if len(t.shape) != 2:
+                raise ShapeError(f"{self.type} needs {what} of rank 3 (batch, time, features), got {t}")
+            _known(t.shape[1], f"{self.type}'s {what} features")
+        if v.shape[0] is not None and k.shape[0] is not None and v.shape[0] != k.shape[0]:
+            raise ShapeError(f"{self.type} needs key and value of one length, got {k} and {v}")
+        return q, v, k
+
+    def _with_scores(self, out: TensorType, scores: tuple) -> list[TensorType]:
+        return [out, TensorType(out.dtype, scores)] if self.return_attention_scores else [out]
+
+
+class _DotAttention(_Attention):
+    """Attention and AdditiveAttention: the output is softmax(scores(query, key)) @ value."""
+
+    def infer(self, ins):
+        q, v, k = self._sequences(ins)
+        if q.shape[1] != k.shape[1]:
+            raise ShapeError(f"{self.type} needs query and key of one feature size, got {q} and {k}")
+        return self._with_scores(TensorType(q.dtype, (q.shape[0], v.shape[1]), q.masked), (q.shape[0], k.shape[0]))
+
+
+class Attention(_DotAttention):
+    """Luong-style attention: scores are query . key (score_mode dot, times a learned scale with
+    use_scale) or sum(tanh(query + key)) times a learned weight (score_mode concat)."""
+
+    type: Literal["Attention"] = "Attention"
+    aliases = ("attention", "dot_attention")
+    use_scale: bool = False
+    score_mode: Literal["dot", "concat"] = "dot"
+
+    def weights(self, ins):
+        out = [Weight("scale", (), Ones())] if self.use_scale else []
+        return out + ([Weight("concat_score_weight", (), Ones())] if self.score_mode == "concat" else [])
+
+
+class AdditiveAttention(_DotAttention):
+    """Bahdanau-style attention: scores are sum(scale * tanh(query + key)) over features."""
+
+    type: Literal["AdditiveAttention"] = "AdditiveAttention"
+    aliases = ("additive_attention",)
+    use_scale: bool = True
+
+    def weights(self, ins):
+        return [Weight("scale", (ins[0].shape[-1],), GlorotUniform())] if self.use_scale else []
+
+
+class MultiHeadAttention(_Attention):
+    """Keras's MultiHeadAttention over the time axis. Inputs: query, value[, key[, attention_mask]];
+    the mask (batch, query time, key time) says which keys each query may attend to (a Keras file
+    that gives a mask but no key is read with the value as the key)."""
+
+    type: Literal["MultiHeadAttention"] = "MultiHeadAttention"
+    aliases = ("multi_head_attention", "mha")
+    positional = ("num_heads", "key_dim")
+    n_inputs = (2, 4)
+    num_heads: PositiveInt
+    key_dim: PositiveInt
+    value_dim: PositiveInt | None = None  # None: key_dim
+    use_bias: bool = True
+    output_shape: PositiveInt | None = None  # None: the query's features
+    attention_axes: list[int] | None = None  # None: the time axis, the only one nnspec attends over
+    kernel_initializer: Initializer = GlorotUniform()
+    bias_initializer: Initializer = Zeros()
+    kernel_regularizer: Regularizer | None = None
+    bias_regularizer: Regularizer | None = None
+    activity_regularizer: Regularizer | None = None
+    kernel_constraint: Constraint | None = None
+    bias_constraint: Constraint | None = None
+    # A query that the masks let see no key attends to every value alike (tf.keras 2, and Keras 3's
+    # fused dot_product_attention) or to none (Keras 3 when it returns scores or has dropout). Not a
+    # Keras key: the Keras version and the call imply it (keras_empty_rows).
+    empty_rows: Literal["mean", "zero"] = "mean"
+    not_in_keras_config: ClassVar[tuple[str, ...]] = ("empty_rows",)
+
+    @field_validator("output_shape", mode="before")
+    @classmethod
+    def _last_axis_only(cls, v):
+        if isinstance(v, (list, tuple)):
+            if len(v) != 1:
+                raise ValueError(f"output_shape {list(v)}: nnspec projects onto the last axis only (one size)")
+            return v[0]
+        return v
+
+    @field_validator("attention_axes", mode="before")
+    @classmethod
+    def _time_axis_only(cls, v):
+        axes = [v] if isinstance(v, int) else v
+        if axes is not None and list(axes) not in ([1], [-2]):
+            raise ValueError(f"attention_axes {v}: nnspec attends over the time axis only (attention_axes=[1])")
+        return None if axes is None else [1]
+
+    def keras_empty_rows(self, major: int) -> str:
+        """What Keras `major` does for a query with no key (Keras 3 picks its kernel by the call)."""
+        return "zero" if major == 3 and (self.return_attention_scores or self.dropout > 0) else "mean"
+
+    def may_leave_queries_without_keys(self, ins: list[TensorType]) -> bool:
+        """Whether empty_rows matters: an attention_mask or a Keras mask can hide every key from a
+        query (the causal mask alone never does)."""
+        return len(ins) > 3 or any(t.masked for t in ins)
+
+    def head_sizes(self) -> tuple[int, int]:
+        return self.key_dim, self.value_dim or self.key_dim
+
+    def infer(self, ins):
+        q, v, k = self._sequences(ins[:3])
+        if len(ins) == 4:
+            m = ins[3]
+            if m.dtype not in ("bool", *INT_DTYPES, *FLOAT_DTYPES) or m.shape not in (
+                    (q.shape[0], k.shape[0]), (None, k.shape[0]), (q.shape[0], None), (None, None)):
+                raise ShapeError(f"MultiHeadAttention's attention_mask must be (batch, {q.shape[0]}, {k.shape[0]}), "
+                                 f"got {m}")
+        out = TensorType(q.dtype, (q.shape[0], self.output_shape or q.shape[1]), q.masked)
+        return self._with_scores(out, (self.num_heads, q.shape[0], k.shape[0]))
+
+    def weights(self, ins):
+        (q, v), k = ins[:2], ins[2] if len(ins) > 2 else ins[1]
+        kd, vd, h, out = *self.head_sizes(), self.num_heads, self.output_shape or q.shape[-1]
+        projections = [("query", (q.shape[-1], h, kd), (h, kd)), ("key", (k.shape[-1], h, kd), (h, kd)),
+                       ("value", (v.shape[-1], h, vd), (h, vd)), ("attention_output", (h, vd, out), (out,))]
+        out = []
+        for part, kernel, bias in projections:
+            out.append(Weight(f"{part}/kernel", kernel, self.kernel_initializer, True, self.kernel_regularizer,
+                              self.kernel_constraint))
+            if self.use_bias:
+                out.append(Weight(f"{part}/bias", bias, self.bias_initializer, True, self.bias_regularizer,
+                                  self.bias_constraint))
+        return out
+
+
 LAYER_CLASSES: list[type[Layer]] = [
     Dense, ActivationLayer, Dropout, Flatten, Reshape, Permute, RepeatVector, ActivityRegularization, Masking,
     Lambda, Embedding, Conv1D, Conv2D, Conv3D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose,
@@ -1400,6 +1552,7 @@ LAYER_CLASSES: list[type[Layer]] = [
     Maximum, Minimum, Concatenate,
     SpatialDropout1D, SpatialDropout2D, SpatialDropout3D, GaussianNoise, GaussianDropout, AlphaDropout,
     StochasticDepth, NotEqual, Cast, Rescaling, Normalization, UnitNormalization, LayerScale, GroupNormalization, Dot,
+    Attention, AdditiveAttention, MultiHeadAttention,
 ]
 LAYERS = Family("layer", LAYER_CLASSES, key="type")
 AnyLayer = LAYERS.type

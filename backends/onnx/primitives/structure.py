@@ -71,6 +71,17 @@ def _reshape(cts, x, outputs, shape):
     return [reshape_like(cts[0], x)]
 
 
+# A new axis of size 1 at `axis` (a non-negative index into the result), whatever sizes are unknown.
+unsqueeze = Primitive("unsqueeze", lambda x, axis: Aval((*x.shape[:axis], 1, *x.shape[axis:]), x.dtype),
+                      impl=lambda x, axis: np.expand_dims(x, axis))
+unsqueeze.lower = lambda ctx, x, axis: ctx.op("Unsqueeze", x, ctx.ints([axis]))
+
+
+@defvjp(unsqueeze)
+def _unsqueeze(cts, x, outputs, axis):
+    return [reshape_like(cts[0], x)]
+
+
 # Reshape `x` to the run-time shape of `like` (a cotangent back to its operand's shape).
 reshape_like = Primitive("reshape_like", lambda x, like: Aval(like.shape, x.dtype))
 reshape_like.lower = lambda ctx, x, like: ctx.op("Reshape", x, ctx.op("Shape", like))
