@@ -174,11 +174,12 @@ pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pad
 
 
 def _pad_lower(ctx, x, pads):
-    """Pad with its `axes` input: onnxruntime (1.31) fuses a Pad without one into a following
-    MaxPool, whose own padding is -inf, not 0: wrong maxima (a zero-padded ResNet v2 stem)."""
-    n = len(pads) // 2
-    axes = [i for i in range(n) if pads[i] or pads[i + n]] or [0]
-    return ctx.op("Pad", x, ctx.ints([pads[i] for i in axes] + [pads[i + n] for i in axes]), "", ctx.ints(axes))
+    """Pad with its `axes` input, listing every axis. onnxruntime (1.31) fuses a Pad without one into
+    a following MaxPool, whose own padding is -inf, not 0: wrong maxima (a zero-padded ResNet v2
+    stem). And its transpose optimizer, pushing a Transpose through a Pad, permutes the pads as if
+    they covered every axis and leaves `axes` alone: pads for fewer axes became an out-of-range
+    Gather (training padded convs, whose kernel gradient pads a transposed input)."""
+    return ctx.op("Pad", x, ctx.ints(list(pads)), "", ctx.ints(list(range(len(pads) // 2))))
 
 
 pad.lower = _pad_lower
