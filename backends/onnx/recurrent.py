@@ -17,7 +17,7 @@ from typing import Callable
 from ...ir.layers import _Recurrent
 from . import primitives as P
 from .activations import activation, rnn_activations
-from .graph import Var
+from .graph import Aval, Var
 from .layers import FUSED, LayerCall, expands
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
@@ -114,12 +114,41 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
     x, mask = c.x, c.mask
     if x.shape[1] is None:
         raise c.fail("an unrolled recurrent layer needs a known sequence length")
-    step = CELLS[layer.type](layer, ws)
     states: list[Var | None] = [None] * STATES[layer.type]
     carried = c.train is not None and layer.stateful  # a stateful layer starts where the last batch ended
     key = c.layer.name if layer is c.layer else f"{c.layer.name}/{'backward' if layer.go_backwards else 'forward'}"
     if carried:
         states = [c.train.recurrent_state(key, i, layer.units) for i in range(len(states))]
+    if mask is None and not any(w.is_const for w in ws):  # weights are inputs: a step or evaluation graph
+        outputs, states = _scanned(c, layer, ws, states)
+    else:
+        outputs, states = _unrolled_steps(c, layer, ws, states, zero_output_for_mask)
+    if carried:
+        for i, v in enumerate(states):
+            c.train.carry_state(key, i, v)
+    return [outputs, *states] if layer.return_state else [outputs]
+
+
+def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None]) -> tuple[Var, list[Var]]:
+    """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step."""
+    x, u = c.x, layer.units
+
+    def step(carry, xs, weights):
+        y, new = CELLS[layer.type](layer, weights)(xs[0], carry)
+        return new, [y]
+
+    states = [P.zeros(x, shape=(0, u)) if s is None else s for s in states]
+    state = Aval((None, u), "float32")
+    body = P.trace_body(step, [state] * len(states), [Aval((None, *x.shape[2:]), x.dtype)], [w.aval for w in ws])
+    *states, ys = P.scan(*states, x, *ws, body=body, axis=1, in_reverse=(layer.go_backwards,), out_reverse=(False,),
+                         residuals=True)[:len(states) + 1]
+    return ys if layer.return_sequences else states[0], states
+
+
+def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
+                    zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    x, mask = c.x, c.mask
+    step = CELLS[layer.type](layer, ws)
     previous, outputs = None, []
     times = range(x.shape[1])
     for t in reversed(times) if layer.go_backwards else times:
@@ -130,12 +159,9 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
             y = P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous)
         states, previous = new, y
         outputs.append(y)
-    if carried:
-        for i, v in enumerate(states):
-            c.train.carry_state(key, i, v)
     if layer.return_sequences:
         previous = P.concat(*[P.reshape(y, shape=(0, 1, -1)) for y in outputs], axis=1)
-    return [previous, *states] if layer.return_state else [previous]
+    return previous, states
 
 
 # ---- fused -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 from ....ir.base import ShapeError
 from ..graph import Aval, Primitive
 from .. import primitives as P  # the other families, looked up when a rule runs
-from .core import broadcast_shapes, defvjp, onnx_op, same, zeros_like
+from .core import broadcast_shapes, defvjp, onnx_op, onnx_tensor, same, zeros_like
 from .layout import compose_transposes, inverse, sink_axis, transposed
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -75,6 +75,18 @@ expand_like.lower = lambda ctx, x, like: ctx.op("Expand", x, ctx.op("Shape", lik
 @defvjp(expand_like)
 def _expand_like(cts, x, like, outputs):
     return [P.sum_to(cts[0], x.shape), None]
+
+
+def _zeros_lower(ctx, like, shape):
+    dims = [ctx.op("Shape", like, start=i, end=i + 1) if d == 0 else ctx.ints([d]) for i, d in enumerate(shape)]
+    return ctx.op("ConstantOfShape", ctx.op("Concat", *dims, axis=0) if len(dims) > 1 else dims[0],
+                  value=onnx_tensor(np.zeros(1, np.float32)))
+
+
+# float32 zeros of `shape`, where a 0 copies `like`'s dimension at that index (a batch known at run time);
+# `like` receives no gradient (autograd.ZERO_GRADIENT)
+zeros = Primitive("zeros", lambda like, shape: Aval(tuple(like.shape[i] if d == 0 else d for i, d in enumerate(shape)),
+                                                     "float32"), _zeros_lower)
 
 
 def _concat_shape(*xs, axis):
