@@ -37,7 +37,7 @@ def _times(a: Var, b: Var | None) -> Var | None:
 def _gates(v: Var | None, units: int, n: int) -> list[Var | None]:
     if v is None:
         return [None] * n
-    return [P.slice_(v, axis=v.rank - 1, start=i * units, stop=(i + 1) * units) for i in range(n)]
+    return P.split(v, axis=v.rank - 1, sizes=(units,) * n) if n > 1 else [v]
 
 
 def _weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
@@ -46,33 +46,49 @@ def _weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
 
 # ---- unrolled --------------------------------------------------------------------------------
 
+# step(p, states) -> (output, new states), p being the step's input projection (`projection`), the
+# part of the gates that does not depend on the states: one product for every step at once in a Scan
 Step = Callable[[Var, list[Var | None]], tuple[Var, list[Var]]]
 
 
-def _simple_rnn_cell(layer, ws) -> Step:
-    kernel, recurrent, bias = _weights(layer, ws)
+def _bias_parts(layer: _Recurrent, bias: Var | None) -> tuple[Var | None, Var | None]:
+    """(input bias, recurrent bias): GRU reset_after keeps them as the rows of a (2, 3u) bias."""
+    if bias is not None and layer.type == "GRU" and layer.reset_after:
+        return tuple(P.reshape(P.slice_(bias, axis=0, start=i, stop=i + 1), shape=(-1,)) for i in (0, 1))
+    return bias, None
 
-    def step(x, states):
+
+def projection(layer: _Recurrent, ws: list[Var], x: Var) -> Var:
+    kernel, _, bias = _weights(layer, ws)
+    return _plus(x @ kernel, _bias_parts(layer, bias)[0])
+
+
+def recurrence(layer: _Recurrent, ws: list[Var]) -> list[Var]:
+    """The weights a step reads: the recurrent kernel, and GRU reset_after's recurrent bias."""
+    _, recurrent, bias = _weights(layer, ws)
+    b_rec = _bias_parts(layer, bias)[1]
+    return [recurrent] if b_rec is None else [recurrent, b_rec]
+
+
+def _simple_rnn_cell(layer, weights) -> Step:
+    (recurrent,) = weights
+
+    def step(p, states):
         (h,) = states
-        h = activation(layer.activation, _plus(x @ kernel, bias, None if h is None else h @ recurrent))
+        h = activation(layer.activation, _plus(p, None if h is None else h @ recurrent))
         return h, [h]
     return step
 
 
-def _gru_cell(layer, ws) -> Step:
+def _gru_cell(layer, weights) -> Step:
     """Columns [z | r | h]; reset_after: bias (2, 3u) = input bias, recurrent bias, and the
     candidate is act(x Wh + b_in + r * (h Uh + b_rec)); otherwise act(x Wh + b + (r * h) Uh)."""
-    kernel, recurrent, bias = _weights(layer, ws)
+    recurrent, b_rec = weights[0], weights[1] if len(weights) > 1 else None
     u = layer.units
-    b_in = b_rec = None
-    if bias is not None and layer.reset_after:
-        b_in, b_rec = (P.reshape(P.slice_(bias, axis=0, start=i, stop=i + 1), shape=(-1,)) for i in (0, 1))
-    elif bias is not None:
-        b_in = bias
 
-    def step(x, states):
+    def step(p, states):
         (h,) = states
-        xz, xr, xh = _gates(_plus(x @ kernel, b_in), u, 3)
+        xz, xr, xh = _gates(p, u, 3)
         if layer.reset_after:
             hz, hr, hh = _gates(_plus(None if h is None else h @ recurrent, b_rec), u, 3)
         else:
@@ -88,13 +104,13 @@ def _gru_cell(layer, ws) -> Step:
     return step
 
 
-def _lstm_cell(layer, ws) -> Step:
+def _lstm_cell(layer, weights) -> Step:
     """Columns [i | f | c | o]; states [h, c]."""
-    kernel, recurrent, bias = _weights(layer, ws)
+    (recurrent,) = weights
 
-    def step(x, states):
+    def step(p, states):
         h, cell = states
-        i, f, g, o = _gates(_plus(x @ kernel, bias, None if h is None else h @ recurrent), layer.units, 4)
+        i, f, g, o = _gates(_plus(p, None if h is None else h @ recurrent), layer.units, 4)
         gate = lambda v: activation(layer.recurrent_activation, v)
         cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
         h = gate(o) * activation(layer.activation, cell)
@@ -132,27 +148,29 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
 def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None]) -> tuple[Var, list[Var]]:
     """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step."""
     x, u = c.x, layer.units
+    p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
+    weights = recurrence(layer, ws)
 
-    def step(carry, xs, weights):
-        y, new = CELLS[layer.type](layer, weights)(xs[0], carry)
+    def step(carry, ps, weights):
+        y, new = CELLS[layer.type](layer, weights)(ps[0], carry)
         return new, [y]
 
     states = [P.zeros(x, shape=(0, u)) if s is None else s for s in states]
     state = Aval((None, u), "float32")
-    body = P.trace_body(step, [state] * len(states), [Aval((None, *x.shape[2:]), x.dtype)], [w.aval for w in ws])
-    *states, ys = P.scan(*states, x, *ws, body=body, axis=1, in_reverse=(layer.go_backwards,), out_reverse=(False,),
-                         residuals=True)[:len(states) + 1]
+    body = P.trace_body(step, [state] * len(states), [Aval((None, p.shape[2]), p.dtype)], [w.aval for w in weights])
+    *states, ys = P.scan(*states, p, *weights, body=body, axis=1, in_reverse=(layer.go_backwards,),
+                         out_reverse=(False,), residuals=True)[:len(states) + 1]
     return ys if layer.return_sequences else states[0], states
 
 
 def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
                     zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
     x, mask = c.x, c.mask
-    step = CELLS[layer.type](layer, ws)
+    step = CELLS[layer.type](layer, recurrence(layer, ws))
     previous, outputs = None, []
     times = range(x.shape[1])
     for t in reversed(times) if layer.go_backwards else times:
-        y, new = step(P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1)), states)
+        y, new = step(projection(layer, ws, P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1))), states)
         if mask is not None:
             keep = P.slice_(mask, axis=1, start=t, stop=t + 1)  # (batch, 1)
             new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]

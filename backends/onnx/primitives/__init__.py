@@ -20,8 +20,8 @@ family's module with its VJP right below it, e.g.
 from ..graph import Primitive  # noqa: F401
 from .core import broadcast_shapes, defvjp, onnx_op  # noqa: F401
 from .structure import (  # noqa: F401
-    INT64_MIN, concat, crop, expand_like, gather, pad, reshape, reshape_like, resize, rev, scatter_add_rows, slice_, tile,
-    transpose, zeros)
+    INT64_MIN, concat, crop, expand_like, gather, pad, reshape, reshape_like, resize, rev, scatter_add_rows, slice_, split,
+    tile, transpose, zeros)
 from .layout import free_transpose, inverse, transposed  # noqa: F401
 from .reductions import (  # noqa: F401
     argmax, log_softmax, reduce_max, reduce_mean, reduce_sum, reduction, softmax, sum_to)

@@ -114,6 +114,30 @@ def _concat(cts, *xs, outputs, axis):
     return out
 
 
+def _split_shape(x, axis, sizes):
+    if x.shape[axis] is not None and x.shape[axis] != sum(sizes):
+        raise ShapeError(f"{x.shape} does not split into {sizes} along axis {axis}")
+    return [Aval(x.shape[:axis] + (s,) + x.shape[axis + 1:], x.dtype) for s in sizes]
+
+
+def _split_impl(x, axis, sizes):
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+# x cut along `axis` into pieces of `sizes`: one node, and one Concat for the gradient where slices
+# would pad each piece's cotangent to the whole and add them up
+split = Primitive("split", _split_shape, lambda ctx, x, axis, sizes: ctx.op("Split", x, ctx.ints(sizes), axis=axis,
+                                                                          outputs=len(sizes)),
+                  _split_impl, multiple_results=True)
+
+
+@defvjp(split)
+def _split(cts, x, outputs, axis, sizes):
+    pieces = [P.zeros(o, shape=tuple(0 if d is None else d for d in o.shape)) if c is None else c
+              for c, o in zip(cts, outputs)]
+    return [concat(*pieces, axis=axis)]
+
+
 def _slice_shape(x, axis, start, stop, step=1):
     shape = list(x.shape)
     if shape[axis] is not None:
