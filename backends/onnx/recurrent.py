@@ -135,8 +135,8 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
     key = c.layer.name if layer is c.layer else f"{c.layer.name}/{'backward' if layer.go_backwards else 'forward'}"
     if carried:
         states = [c.train.recurrent_state(key, i, layer.units) for i in range(len(states))]
-    if mask is None and not any(w.is_const for w in ws):  # weights are inputs: a step or evaluation graph
-        outputs, states = _scanned(c, layer, ws, states)
+    if not any(w.is_const for w in ws):  # weights are inputs: a step or evaluation graph
+        outputs, states = _scanned(c, layer, ws, states, zero_output_for_mask)
     else:
         outputs, states = _unrolled_steps(c, layer, ws, states, zero_output_for_mask)
     if carried:
@@ -145,22 +145,36 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
     return [outputs, *states] if layer.return_state else [outputs]
 
 
-def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None]) -> tuple[Var, list[Var]]:
-    """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step."""
-    x, u = c.x, layer.units
+def _masked(keep: Var, y: Var, new: list[Var], states: list[Var | None], previous: Var | None,
+            zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    """A masked step keeps the states and repeats the previous output (or gives zeros)."""
+    new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]
+    return P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous), new
+
+
+def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
+             zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step.
+    With a mask, the mask is a second sequence and the last output part of the carry."""
+    x, mask, u, n = c.x, c.mask, layer.units, len(states)
     p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
     weights = recurrence(layer, ws)
+    masked = mask is not None
 
-    def step(carry, ps, weights):
-        y, new = CELLS[layer.type](layer, weights)(ps[0], carry)
-        return new, [y]
+    def step(carry, xs, weights):
+        y, new = CELLS[layer.type](layer, weights)(xs[0], carry[:n])
+        if masked:
+            y, new = _masked(P.reshape(xs[1], shape=(-1, 1)), y, new, carry[:n], carry[n], zero_output_for_mask)
+        return new + [y] * masked, [y]
 
-    states = [P.zeros(x, shape=(0, u)) if s is None else s for s in states]
-    state = Aval((None, u), "float32")
-    body = P.trace_body(step, [state] * len(states), [Aval((None, p.shape[2]), p.dtype)], [w.aval for w in weights])
-    *states, ys = P.scan(*states, p, *weights, body=body, axis=1, in_reverse=(layer.go_backwards,),
-                         out_reverse=(False,), residuals=True)[:len(states) + 1]
-    return ys if layer.return_sequences else states[0], states
+    carry = [P.zeros(x, shape=(0, u)) if s is None else s for s in states] + [P.zeros(x, shape=(0, u))] * masked
+    seqs = [p] if mask is None else [p, mask]
+    body = P.trace_body(step, [Aval((None, u), "float32")] * len(carry),
+                        [Aval((None, *v.shape[2:]), v.dtype) for v in seqs], [w.aval for w in weights])
+    outs = P.scan(*carry, *seqs, *weights, body=body, axis=1, in_reverse=(layer.go_backwards,) * len(seqs),
+                  out_reverse=(False,), residuals=True)
+    ys, states = outs[len(carry)], outs[:n]
+    return ys if layer.return_sequences else outs[n] if masked else states[0], states
 
 
 def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
@@ -173,8 +187,7 @@ def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list
         y, new = step(projection(layer, ws, P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1))), states)
         if mask is not None:
             keep = P.slice_(mask, axis=1, start=t, stop=t + 1)  # (batch, 1)
-            new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]
-            y = P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous)
+            y, new = _masked(keep, y, new, states, previous, zero_output_for_mask)
         states, previous = new, y
         outputs.append(y)
     if layer.return_sequences:

@@ -86,14 +86,16 @@ def _scan(cts, *ins, outputs, body: Body, axis: int, in_reverse, out_reverse, re
         raise ShapeError("the gradient of a scan needs the carry of every step (residuals) and none of theirs")
     seqs, consts = ins[n_carry:n_carry + n_xs], ins[n_carry + n_xs:]
     present = [j for j in range(n_ys) if cts[n_carry + j] is not None]
+    real = [i for i, v in enumerate(body.xs) if v.dtype != "bool"]  # a mask takes no cotangent
 
     def backward(carry, xs, ks):
         ct_carry, sums = carry[:n_carry], carry[n_carry:]
         ct_ys, x, started = xs[:len(present)], xs[len(present):len(present) + n_xs], xs[len(present) + n_xs:]
         new_carry, ys = body.step(started, x, ks)
-        d = vjp(x[0].graph, new_carry + [ys[j] for j in present], ct_carry + ct_ys, started + x + ks)
-        d = [_zeros_as(v) if c is None else c for c, v in zip(d, started + x + ks)]
-        d_carry, d_x, d_ks = d[:n_carry], d[n_carry:n_carry + n_xs], d[n_carry + n_xs:]
+        wrt = started + [x[i] for i in real] + ks
+        d = vjp(x[0].graph, new_carry + [ys[j] for j in present], ct_carry + ct_ys, wrt)
+        d = [_zeros_as(v) if c is None else c for c, v in zip(d, wrt)]
+        d_carry, d_x, d_ks = d[:n_carry], d[n_carry:n_carry + len(real)], d[n_carry + len(real):]
         return d_carry + [s + c for s, c in zip(sums, d_ks)], d_x
 
     carry_avals, const_avals = [v.aval for v in body.carry], [k.aval for k in consts]
@@ -105,9 +107,10 @@ def _scan(cts, *ins, outputs, body: Body, axis: int, in_reverse, out_reverse, re
                 body=back, axis=axis,
                 in_reverse=tuple(not out_reverse[j] for j in present) + tuple(not r for r in in_reverse)
                 + (True,) * n_carry,
-                out_reverse=tuple(not r for r in in_reverse), residuals=False)
+                out_reverse=tuple(not in_reverse[i] for i in real), residuals=False)
     n_ks = len(consts)
-    return outs[:n_carry] + outs[n_carry + n_ks:] + outs[n_carry:n_carry + n_ks]
+    d_xs = dict(zip(real, outs[n_carry + n_ks:]))
+    return outs[:n_carry] + [d_xs.get(i) for i in range(n_xs)] + outs[n_carry:n_carry + n_ks]
 
 
 def _zeros_as(v: Var) -> Var:
