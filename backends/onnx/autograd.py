@@ -20,7 +20,8 @@ def grad(graph: Graph, loss: Var, wrt: list[Var]) -> list[Var | None]:
 
 
 def vjp(graph: Graph, outputs: list[Var], seeds: list[Var | None], wrt: list[Var]) -> list[Var | None]:
-    """The cotangent of each v in `wrt` given the outputs' cotangents `seeds` (None: no cotangent)."""
+    """The cotangent of each v in `wrt` (inputs or intermediates) given the outputs' cotangents `seeds`
+    (None: no cotangent)."""
     eqns = live_equations(graph, outputs)
     depends = {id(v) for v in wrt}
     for eqn in eqns:
@@ -30,8 +31,10 @@ def vjp(graph: Graph, outputs: list[Var], seeds: list[Var | None], wrt: list[Var
     for v, c in zip(outputs, seeds):
         if c is not None:
             cotangents[id(v)] = c if id(v) not in cotangents else cotangents[id(v)] + c
+    wanted, found = {id(v) for v in wrt}, {}  # an intermediate in `wrt`: its cotangent once complete
     for eqn in reversed(eqns):
         outs = [cotangents.pop(id(o), None) for o in eqn.outputs]
+        found.update((id(o), c) for o, c in zip(eqn.outputs, outs) if id(o) in wanted)
         if all(c is None for c in outs) or eqn.prim in ZERO_GRADIENT:
             continue
         if not any(v is not None and id(v) in depends for v in eqn.inputs):
@@ -45,4 +48,4 @@ def vjp(graph: Graph, outputs: list[Var], seeds: list[Var | None], wrt: list[Var
                     continue
                 previous = cotangents.get(id(v))
                 cotangents[id(v)] = c if previous is None else previous + c
-    return [cotangents.get(id(v)) for v in wrt]
+    return [found[id(v)] if id(v) in found else cotangents.get(id(v)) for v in wrt]

@@ -87,30 +87,55 @@ def _scan(cts, *ins, outputs, body: Body, axis: int, in_reverse, out_reverse, re
     seqs, consts = ins[n_carry:n_carry + n_xs], ins[n_carry + n_xs:]
     present = [j for j in range(n_ys) if cts[n_carry + j] is not None]
     real = [i for i, v in enumerate(body.xs) if v.dtype != "bool"]  # a mask takes no cotangent
+    by_products = [i for i, k in enumerate(body.consts) if _products(body.graph, k) is not None]
+    summed = [i for i in range(len(consts)) if i not in by_products]
+    pairs: list[int] = []  # per const in by_products, how many products read it
 
     def backward(carry, xs, ks):
         ct_carry, sums = carry[:n_carry], carry[n_carry:]
         ct_ys, x, started = xs[:len(present)], xs[len(present):len(present) + n_xs], xs[len(present) + n_xs:]
         new_carry, ys = body.step(started, x, ks)
-        wrt = started + [x[i] for i in real] + ks
+        products = [_products(x[0].graph, ks[i]) for i in by_products]
+        pairs[:] = [len(p) for p in products]
+        wrt = started + [x[i] for i in real] + [ks[i] for i in summed] + [m for p in products for _, m in p]
         d = vjp(x[0].graph, new_carry + [ys[j] for j in present], ct_carry + ct_ys, wrt)
         d = [_zeros_as(v) if c is None else c for c, v in zip(d, wrt)]
-        d_carry, d_x, d_ks = d[:n_carry], d[n_carry:n_carry + len(real)], d[n_carry + len(real):]
-        return d_carry + [s + c for s, c in zip(sums, d_ks)], d_x
+        d_carry, d_x = d[:n_carry], d[n_carry:n_carry + len(real)]
+        d_ks, d_products = d[n_carry + len(real):n_carry + len(real) + len(summed)], d[n_carry + len(real) + len(summed):]
+        factors = [a for p in products for a, _ in p]
+        return d_carry + [s + c for s, c in zip(sums, d_ks)], d_x + [v for pair in zip(factors, d_products) for v in pair]
 
     carry_avals, const_avals = [v.aval for v in body.carry], [k.aval for k in consts]
-    back = trace_body(backward, carry_avals + const_avals,
+    back = trace_body(backward, carry_avals + [const_avals[i] for i in summed],
                       [body.ys[j].aval for j in present] + [v.aval for v in body.xs] + carry_avals, const_avals)
     final = [_zeros_as(v) if c is None else c for c, v in zip(cts[:n_carry], outputs[:n_carry])]
-    sums = [k.graph.const(np.zeros(k.shape, np.float32)) for k in consts]
+    sums = [consts[i].graph.const(np.zeros(consts[i].shape, np.float32)) for i in summed]
+    n_pairs = sum(pairs)
     outs = scan(*final, *sums, *[cts[n_carry + j] for j in present], *seqs, *outputs[n_carry + n_ys:], *consts,
                 body=back, axis=axis,
                 in_reverse=tuple(not out_reverse[j] for j in present) + tuple(not r for r in in_reverse)
                 + (True,) * n_carry,
-                out_reverse=tuple(not in_reverse[i] for i in real), residuals=False)
-    n_ks = len(consts)
-    d_xs = dict(zip(real, outs[n_carry + n_ks:]))
-    return outs[:n_carry] + [d_xs.get(i) for i in range(n_xs)] + outs[n_carry:n_carry + n_ks]
+                out_reverse=tuple(not in_reverse[i] for i in real) + (False,) * (2 * n_pairs), residuals=False)
+    stacked = outs[n_carry + len(summed) + len(real):]
+    d_ks = dict(zip(summed, outs[n_carry:n_carry + len(summed)]))
+    for i, count in zip(by_products, pairs):  # sum_t a_t^T g_t as one product over every step
+        taken, stacked = stacked[:2 * count], stacked[2 * count:]
+        for a, g in zip(taken[::2], taken[1::2]):
+            a, g = (P.reshape(v, shape=(-1, v.shape[-1])) for v in (a, g))
+            d = P.transpose(a, perm=(1, 0)) @ g
+            d_ks[i] = d if i not in d_ks else d_ks[i] + d
+    d_xs = dict(zip(real, outs[n_carry + len(summed):n_carry + len(summed) + len(real)]))
+    return outs[:n_carry] + [d_xs.get(i) for i in range(n_xs)] + [d_ks[i] for i in range(len(consts))]
+
+
+def _products(graph: Graph, k: Var) -> list[tuple[Var, Var]] | None:
+    """(a, a @ k) for every use of k in the step when each is a product of a matrix with k, else None:
+    then k's cotangent, sum over steps of a^T d(a @ k), is one product over the stacked steps."""
+    uses = [e for e in graph.eqns if any(v is k for v in e.inputs)]
+    if not uses or k.rank != 2 or any(e.prim is not P.matmul or e.inputs[1] is not k or e.inputs[0] is k
+                                      or e.inputs[0].rank != 2 for e in uses):
+        return None
+    return [(e.inputs[0], e.outputs[0]) for e in uses]
 
 
 def _zeros_as(v: Var) -> Var:
