@@ -5,7 +5,10 @@ Two lowerings that give the same numbers (tests hold both to the numpy reference
   kept steps are gathered to the front and counted as the node's `sequence_lens`, and the outputs
   gathered back to their steps: exact for every mask pattern (pre- and post-padding, holes);
 - unrolled: the Keras loop step by step in primitives, exact for any mask but needing a known
-  sequence length. Used where an activation has no ONNX RNN name, and without fusion.
+  sequence length. Used where an activation has no ONNX RNN name, and without fusion;
+- scanned: in step and evaluation graphs (weights are graph inputs) the same loop is one ONNX Scan
+  (primitives/loop.py), its gradient a Scan backwards: the step's nodes once, not once per time
+  step. Model files written for users never hold a Scan.
 
 A missing state (before the first step) is None rather than a zeros tensor: a zeros tensor
 would need the batch size, which is only known at run time.
