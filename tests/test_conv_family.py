@@ -244,3 +244,57 @@ def test_the_family_trains():
                 seed=0, verbose=0, device="cpu")
     losses = run.history.history["loss"]
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
+
+
+# specs/cifar_cnn.nn in miniature: 'same'-padded convs with batch normalization, pooling, dropout.
+PADDED_CNN = """\
+model padded {
+  input image: float32[8, 8, 3]
+  conv2d(4, 3, padding=same, use_bias=false)
+  batch_norm()
+  relu()
+  conv2d(4, 3, padding=same)
+  max_pooling2d(2)
+  dropout(0.25)
+  zero_padding2d(1)
+  conv2d(3, 3)
+  flatten()
+  dense(3, activation=softmax)
+}
+train { loss categorical_crossentropy  optimizer adam(learning_rate=1e-2)  batch_size 8 }
+"""
+
+
+def test_padded_convs_train_and_onnxruntime_optimizations_keep_the_step_exact():
+    """The kernel gradient of a padded conv pads the transposed input: onnxruntime's transpose
+    optimizer once turned that Pad into an out-of-range Gather (training specs/cifar_cnn.nn). The
+    step, optimized as training runs it, gives the unoptimized step's numbers, and training moves."""
+    import onnxruntime as ort
+
+    from nnspec.backends.onnx.training import build
+    from nnspec.loader import loads
+    from nnspec.train.run import configure, train
+    from test_training import synthetic
+
+    spec = loads(PADDED_CNN, "padded.nn")
+    config = configure(spec, {"optimizer": {"name": "sgd", "learning_rate": 0.01}, "metrics": [], "callbacks": [],
+                              "batch_size": 8})
+    step = build(spec.analysis, config, [(spec.analysis.output_types[0].shape, "float32")]).train
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in step.graph.input:  # any values: both sessions get the same (the batch dimension is named)
+        shape = [d.dim_value if d.HasField("dim_value") else 8 for d in i.type.tensor_type.shape.dim]
+        feeds[i.name] = rng.uniform(0.5, 1.0, shape).astype(np.float32)
+    results = []
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(step.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        results.append(session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()}))
+    for plain, optimized in zip(*results):
+        np.testing.assert_allclose(optimized, plain, rtol=1e-4, atol=1e-5)
+
+    config = configure(spec, {"epochs": 2, "verbose": 0, "callbacks": [], "batch_size": 8})
+    run = train(spec, config, synthetic(spec, n=16), None, seed=0, verbose=0, device="cpu")
+    losses = run.history.history["loss"]
+    assert np.isfinite(losses).all() and losses[1] < losses[0]

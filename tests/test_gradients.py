@@ -7,7 +7,7 @@ import pytest
 from nnspec.backends.onnx import primitives as P
 from nnspec.backends.onnx.autograd import grad
 from nnspec.backends.onnx.emit import to_onnx
-from nnspec.backends.onnx.graph import Graph
+from nnspec.backends.onnx.graph import Aval, Graph
 from gradcheck import central_difference
 
 def check(fn, *arrays, eps=1e-2, rtol=2e-2, atol=2e-3, **params):
@@ -185,10 +185,31 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
     np.testing.assert_array_equal(got, _first_max_routing(x, g, 2))
 
 
+def test_split():
+    """The middle piece unused: its cotangent is zeros in the Concat."""
+    check(lambda x: P.concat(*P.split(x, axis=1, sizes=(1, 3, 2))[::2], axis=1), rand(3, 6))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan(reverse):
+    """A tanh recurrence h' = tanh(x + h w + b), output h' * x per step: the initial carry, the sequence,
+    a weight read only by a product (its cotangent one product over the stacked steps) and one added
+    (summed in the backward Scan's carry)."""
+    def fn(x, h0, w, b):
+        def step(carry, xs, ks):
+            h = P.tanh(xs[0] + carry[0] @ ks[0] + ks[1])
+            return [h], [h * xs[0]]
+        body = P.trace_body(step, [Aval((None, 3), "float32")], [Aval((None, 3), "float32")], [w.aval, b.aval])
+        final, ys, _ = P.scan(h0, x, w, b, body=body, axis=1, in_reverse=(reverse,), out_reverse=(False,),
+                              residuals=True)
+        return ys + P.reshape(final, shape=(2, 1, 3))
+    check(fn, rand(2, 4, 3), rand(2, 3, seed=1), rand(3, 3, seed=2), rand(3, seed=3))
+
+
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "resize", "concat", "expand_like", "gather",
-    "gather_steps", "cumsum", "unsqueeze", "conv", "conv_transpose", "max_pool", "avg_pool"}
+    "gather_steps", "cumsum", "unsqueeze", "conv", "conv_transpose", "max_pool", "avg_pool", "split", "scan"}
 
 
 def test_every_differentiable_primitive_is_checked_here():

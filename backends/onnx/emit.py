@@ -16,8 +16,9 @@ SMALL_CONSTANT = 64  # elements; identical small constants of one layer share an
 class Emitter:
     """What lowering rules see as `ctx`: makes nodes and initializers named after the current layer."""
 
-    def __init__(self, opset: int, large: list | None = None):
+    def __init__(self, opset: int, large: list | None = None, prefix: str = ""):
         self.opset, self.large = opset, large
+        self.prefix = prefix  # a subgraph's names start with its node's: ONNX forbids shadowing outer names
         self.scope = ""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -27,6 +28,7 @@ class Emitter:
         self._small: dict[tuple, str] = {}
 
     def fresh(self, base: str) -> str:
+        base = self.prefix + base
         name, k = base, self._suffix.get(base, 0)
         if k:
             name = f"{base}_{k}"
@@ -113,10 +115,17 @@ def to_onnx(graph: Graph, outputs: dict[str, Var], opset: int = DEFAULT_OPSET, n
     where given, large constants are appended to it as (name, array or Deferred) instead of being
     put in the model, for stream.py to write one at a time."""
     ctx = Emitter(opset, large)
-    names: dict[int, str] = {}
-    for v in graph.inputs:
-        names[id(v)] = v.hint
     ctx.taken |= {v.hint for v in graph.inputs} | set(outputs)
+    g = lower_graph(ctx, graph, {id(v): v.hint for v in graph.inputs}, outputs, name)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version(opset),
+                             producer_name="nnspec")
+
+
+def lower_graph(ctx: Emitter, graph: Graph, names: dict[int, str], outputs: dict[str, Var], name: str,
+                inputs: list[Var] | None = None) -> onnx.GraphProto:
+    """The live equations as an ONNX graph whose inputs are `inputs` (default: the graph's) and whose
+    outputs are named by `outputs`' keys. `names` names the inputs, and any outer value a subgraph reads."""
+    names = dict(names)
     wanted: dict[int, str] = {}
     for out, v in outputs.items():
         wanted.setdefault(id(v), out)
@@ -138,11 +147,6 @@ def to_onnx(graph: Graph, outputs: dict[str, Var], opset: int = DEFAULT_OPSET, n
     for out, v in outputs.items():
         if name_of(v) != out:  # an input, a constant, or a second name for one tensor
             ctx.nodes.append(helper.make_node("Identity", [name_of(v)], [out], name=out))
-    g = helper.make_graph(
-        ctx.nodes, name,
-        [value_info(v.hint, v.aval) for v in graph.inputs],
-        [value_info(out, v.aval) for out, v in outputs.items()],
-        ctx.initializers,
-    )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version(opset),
-                             producer_name="nnspec")
+    inputs = graph.inputs if inputs is None else inputs
+    return helper.make_graph(ctx.nodes, name, [value_info(names[id(v)], v.aval) for v in inputs],
+                             [value_info(out, v.aval) for out, v in outputs.items()], ctx.initializers)

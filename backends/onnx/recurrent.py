@@ -5,7 +5,10 @@ Two lowerings that give the same numbers (tests hold both to the numpy reference
   kept steps are gathered to the front and counted as the node's `sequence_lens`, and the outputs
   gathered back to their steps: exact for every mask pattern (pre- and post-padding, holes);
 - unrolled: the Keras loop step by step in primitives, exact for any mask but needing a known
-  sequence length. Used where an activation has no ONNX RNN name, and without fusion.
+  sequence length. Used where an activation has no ONNX RNN name, and without fusion;
+- scanned: in step and evaluation graphs (weights are graph inputs) the same loop is one ONNX Scan
+  (primitives/loop.py), its gradient a Scan backwards: the step's nodes once, not once per time
+  step. Model files written for users never hold a Scan.
 
 A missing state (before the first step) is None rather than a zeros tensor: a zeros tensor
 would need the batch size, which is only known at run time.
@@ -17,7 +20,7 @@ from typing import Callable
 from ...ir.layers import _Recurrent
 from . import primitives as P
 from .activations import activation, rnn_activations
-from .graph import Var
+from .graph import Aval, Var
 from .layers import FUSED, LayerCall, expands
 
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
@@ -37,7 +40,7 @@ def _times(a: Var, b: Var | None) -> Var | None:
 def _gates(v: Var | None, units: int, n: int) -> list[Var | None]:
     if v is None:
         return [None] * n
-    return [P.slice_(v, axis=v.rank - 1, start=i * units, stop=(i + 1) * units) for i in range(n)]
+    return P.split(v, axis=v.rank - 1, sizes=(units,) * n) if n > 1 else [v]
 
 
 def _weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
@@ -46,33 +49,49 @@ def _weights(layer: _Recurrent, ws: list[Var]) -> tuple[Var, Var, Var | None]:
 
 # ---- unrolled --------------------------------------------------------------------------------
 
+# step(p, states) -> (output, new states), p being the step's input projection (`projection`), the
+# part of the gates that does not depend on the states: one product for every step at once in a Scan
 Step = Callable[[Var, list[Var | None]], tuple[Var, list[Var]]]
 
 
-def _simple_rnn_cell(layer, ws) -> Step:
-    kernel, recurrent, bias = _weights(layer, ws)
+def _bias_parts(layer: _Recurrent, bias: Var | None) -> tuple[Var | None, Var | None]:
+    """(input bias, recurrent bias): GRU reset_after keeps them as the rows of a (2, 3u) bias."""
+    if bias is not None and layer.type == "GRU" and layer.reset_after:
+        return tuple(P.reshape(P.slice_(bias, axis=0, start=i, stop=i + 1), shape=(-1,)) for i in (0, 1))
+    return bias, None
 
-    def step(x, states):
+
+def projection(layer: _Recurrent, ws: list[Var], x: Var) -> Var:
+    kernel, _, bias = _weights(layer, ws)
+    return _plus(x @ kernel, _bias_parts(layer, bias)[0])
+
+
+def recurrence(layer: _Recurrent, ws: list[Var]) -> list[Var]:
+    """The weights a step reads: the recurrent kernel, and GRU reset_after's recurrent bias."""
+    _, recurrent, bias = _weights(layer, ws)
+    b_rec = _bias_parts(layer, bias)[1]
+    return [recurrent] if b_rec is None else [recurrent, b_rec]
+
+
+def _simple_rnn_cell(layer, weights) -> Step:
+    (recurrent,) = weights
+
+    def step(p, states):
         (h,) = states
-        h = activation(layer.activation, _plus(x @ kernel, bias, None if h is None else h @ recurrent))
+        h = activation(layer.activation, _plus(p, None if h is None else h @ recurrent))
         return h, [h]
     return step
 
 
-def _gru_cell(layer, ws) -> Step:
+def _gru_cell(layer, weights) -> Step:
     """Columns [z | r | h]; reset_after: bias (2, 3u) = input bias, recurrent bias, and the
     candidate is act(x Wh + b_in + r * (h Uh + b_rec)); otherwise act(x Wh + b + (r * h) Uh)."""
-    kernel, recurrent, bias = _weights(layer, ws)
+    recurrent, b_rec = weights[0], weights[1] if len(weights) > 1 else None
     u = layer.units
-    b_in = b_rec = None
-    if bias is not None and layer.reset_after:
-        b_in, b_rec = (P.reshape(P.slice_(bias, axis=0, start=i, stop=i + 1), shape=(-1,)) for i in (0, 1))
-    elif bias is not None:
-        b_in = bias
 
-    def step(x, states):
+    def step(p, states):
         (h,) = states
-        xz, xr, xh = _gates(_plus(x @ kernel, b_in), u, 3)
+        xz, xr, xh = _gates(p, u, 3)
         if layer.reset_after:
             hz, hr, hh = _gates(_plus(None if h is None else h @ recurrent, b_rec), u, 3)
         else:
@@ -88,13 +107,13 @@ def _gru_cell(layer, ws) -> Step:
     return step
 
 
-def _lstm_cell(layer, ws) -> Step:
+def _lstm_cell(layer, weights) -> Step:
     """Columns [i | f | c | o]; states [h, c]."""
-    kernel, recurrent, bias = _weights(layer, ws)
+    (recurrent,) = weights
 
-    def step(x, states):
+    def step(p, states):
         h, cell = states
-        i, f, g, o = _gates(_plus(x @ kernel, bias, None if h is None else h @ recurrent), layer.units, 4)
+        i, f, g, o = _gates(_plus(p, None if h is None else h @ recurrent), layer.units, 4)
         gate = lambda v: activation(layer.recurrent_activation, v)
         cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
         h = gate(o) * activation(layer.activation, cell)
@@ -116,28 +135,69 @@ def unrolled(c: LayerCall, layer: _Recurrent, ws: list[Var], zero_output_for_mas
     x, mask = c.x, c.mask
     if x.shape[1] is None:
         raise c.fail("an unrolled recurrent layer needs a known sequence length")
-    step = CELLS[layer.type](layer, ws)
     states: list[Var | None] = list(initial) or [None] * STATES[layer.type]
     carried = c.train is not None and layer.stateful and not initial  # a stateful layer starts where the last batch ended
     key = c.layer.name if layer is c.layer else f"{c.layer.name}/{'backward' if layer.go_backwards else 'forward'}"
     if carried:
         states = [c.train.recurrent_state(key, i, layer.units) for i in range(len(states))]
-    previous, outputs = None, []
-    times = range(x.shape[1])
-    for t in reversed(times) if layer.go_backwards else times:
-        y, new = step(P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1)), states)
-        if mask is not None:
-            keep = P.slice_(mask, axis=1, start=t, stop=t + 1)  # (batch, 1)
-            new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]
-            y = P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous)
-        states, previous = new, y
-        outputs.append(y)
+    if not any(w.is_const for w in ws):  # weights are inputs: a step or evaluation graph
+        outputs, states = _scanned(c, layer, ws, states, zero_output_for_mask)
+    else:
+        outputs, states = _unrolled_steps(c, layer, ws, states, zero_output_for_mask)
     if carried:
         for i, v in enumerate(states):
             c.train.carry_state(key, i, v)
+    return [outputs, *states] if layer.return_state else [outputs]
+
+
+def _masked(keep: Var, y: Var, new: list[Var], states: list[Var | None], previous: Var | None,
+            zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    """A masked step keeps the states and repeats the previous output (or gives zeros)."""
+    new = [P.where(keep, a, 0.0 if b is None else b) for a, b in zip(new, states)]
+    return P.where(keep, y, 0.0 if zero_output_for_mask or previous is None else previous), new
+
+
+def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
+             zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step.
+    With a mask, the mask is a second sequence and the last output part of the carry."""
+    x, mask, u, n = c.x, c.mask, layer.units, len(states)
+    p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
+    weights = recurrence(layer, ws)
+    masked = mask is not None
+
+    def step(carry, xs, weights):
+        y, new = CELLS[layer.type](layer, weights)(xs[0], carry[:n])
+        if masked:
+            y, new = _masked(P.reshape(xs[1], shape=(-1, 1)), y, new, carry[:n], carry[n], zero_output_for_mask)
+        return new + [y] * masked, [y]
+
+    carry = [P.zeros(x, shape=(0, u)) if s is None else s for s in states] + [P.zeros(x, shape=(0, u))] * masked
+    seqs = [p] if mask is None else [p, mask]
+    body = P.trace_body(step, [Aval((None, u), "float32")] * len(carry),
+                        [Aval((None, *v.shape[2:]), v.dtype) for v in seqs], [w.aval for w in weights])
+    outs = P.scan(*carry, *seqs, *weights, body=body, axis=1, in_reverse=(layer.go_backwards,) * len(seqs),
+                  out_reverse=(False,), residuals=True)
+    ys, states = outs[len(carry)], outs[:n]
+    return ys if layer.return_sequences else outs[n] if masked else states[0], states
+
+
+def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
+                    zero_output_for_mask: bool) -> tuple[Var, list[Var]]:
+    x, mask = c.x, c.mask
+    step = CELLS[layer.type](layer, recurrence(layer, ws))
+    previous, outputs = None, []
+    times = range(x.shape[1])
+    for t in reversed(times) if layer.go_backwards else times:
+        y, new = step(projection(layer, ws, P.reshape(P.slice_(x, axis=1, start=t, stop=t + 1), shape=(0, -1))), states)
+        if mask is not None:
+            keep = P.slice_(mask, axis=1, start=t, stop=t + 1)  # (batch, 1)
+            y, new = _masked(keep, y, new, states, previous, zero_output_for_mask)
+        states, previous = new, y
+        outputs.append(y)
     if layer.return_sequences:
         previous = P.concat(*[P.reshape(y, shape=(0, 1, -1)) for y in outputs], axis=1)
-    return [previous, *states] if layer.return_state else [previous]
+    return previous, states
 
 
 # ---- fused -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ ONNX lowering, numpy impl (for folding constants), layout rewrite and VJP. One m
     convolution  conv, conv_transpose, max_pool, avg_pool (channels-first, as in ONNX)
     fused        inference-only single-node ops: batch_norm, layer_norm, rnn/gru/lstm
     steps        index math along time for masked sequences: kept_first, cumsum, gather_steps
+    loop         scan: a recurrence as one ONNX Scan (training and evaluation graphs)
 
 Layers use them as `P.name` (`from . import primitives as P`); a new primitive goes in its
 family's module with its VJP right below it, e.g.
@@ -19,8 +20,8 @@ family's module with its VJP right below it, e.g.
 from ..graph import Primitive  # noqa: F401
 from .core import broadcast_shapes, defvjp, onnx_op  # noqa: F401
 from .structure import (  # noqa: F401
-    INT64_MIN, concat, crop, expand_like, gather, pad, reshape, reshape_like, resize, rev, scatter_add_rows, slice_, tile,
-    transpose, unsqueeze)
+    INT64_MIN, concat, crop, expand_like, gather, pad, reshape, reshape_like, resize, rev, scatter_add_rows, slice_, split,
+    tile, transpose, unsqueeze, zeros)
 from .layout import free_transpose, inverse, transposed  # noqa: F401
 from .reductions import (  # noqa: F401
     argmax, log_softmax, reduce_max, reduce_mean, reduce_sum, reduction, softmax, sum_to)
@@ -33,3 +34,4 @@ from .convolution import (  # noqa: F401
     avg_pool, conv, conv_transpose, explicit_pads, max_pool, max_pool_indices, scatter_add_flat)
 from .steps import cumsum, gather_steps, kept_first, scatter_add_steps  # noqa: F401
 from .fused import batch_norm, layer_norm, lstm, recurrent, rnn, gru  # noqa: F401
+from .loop import Body, scan, trace_body  # noqa: F401

@@ -85,9 +85,7 @@ def _conv(cts, x, w, b=None, *, outputs, strides, pads, dilations, group):
 
 def _kernel_cotangent(x: Var, g: Var, kernel, strides, pads, dilations, group: int) -> Var:
     """d w of sum(g * conv(x, w)) (and of sum(x * conv_transpose(g, w)), its adjoint)."""
-    # Padded inputs take the convolution too: the pad, sunk below the layout transpose, then sliced per
-    # offset, gave onnxruntime an out-of-range Gather in training (specs/cifar_cnn.nn); to be found.
-    if group != 1 or None in g.shape[1:] or None in x.shape[1:] or any(pads):
+    if group != 1 or None in g.shape[1:] or None in x.shape[1:]:
         return _kernel_cotangent_by_conv(x, g, kernel, strides, pads, dilations, group)
     return _kernel_cotangent_by_patches(x, g, kernel, strides, pads, dilations)
 

@@ -9,7 +9,7 @@ import numpy as np
 from ....ir.base import ShapeError
 from ..graph import Aval, Primitive
 from .. import primitives as P  # the other families, looked up when a rule runs
-from .core import broadcast_shapes, defvjp, onnx_op, same, zeros_like
+from .core import broadcast_shapes, defvjp, onnx_op, onnx_tensor, same, zeros_like
 from .layout import compose_transposes, inverse, sink_axis, transposed
 
 INT64_MIN = np.iinfo(np.int64).min
@@ -102,6 +102,18 @@ def _expand_like(cts, x, like, outputs):
     return [P.sum_to(cts[0], x.shape), None]
 
 
+def _zeros_lower(ctx, like, shape):
+    dims = [ctx.op("Shape", like, start=i, end=i + 1) if d == 0 else ctx.ints([d]) for i, d in enumerate(shape)]
+    return ctx.op("ConstantOfShape", ctx.op("Concat", *dims, axis=0) if len(dims) > 1 else dims[0],
+                  value=onnx_tensor(np.zeros(1, np.float32)))
+
+
+# float32 zeros of `shape`, where a 0 copies `like`'s dimension at that index (a batch known at run time);
+# `like` receives no gradient (autograd.ZERO_GRADIENT)
+zeros = Primitive("zeros", lambda like, shape: Aval(tuple(like.shape[i] if d == 0 else d for i, d in enumerate(shape)),
+                                                     "float32"), _zeros_lower)
+
+
 def _concat_shape(*xs, axis):
     axis %= xs[0].rank
     sizes = [x.shape[axis] for x in xs]
@@ -125,6 +137,30 @@ def _concat(cts, *xs, outputs, axis):
         out.append(slice_(cts[0], axis=axis, start=start, stop=start + size))
         start += size
     return out
+
+
+def _split_shape(x, axis, sizes):
+    if x.shape[axis] is not None and x.shape[axis] != sum(sizes):
+        raise ShapeError(f"{x.shape} does not split into {sizes} along axis {axis}")
+    return [Aval(x.shape[:axis] + (s,) + x.shape[axis + 1:], x.dtype) for s in sizes]
+
+
+def _split_impl(x, axis, sizes):
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+# x cut along `axis` into pieces of `sizes`: one node, and one Concat for the gradient where slices
+# would pad each piece's cotangent to the whole and add them up
+split = Primitive("split", _split_shape, lambda ctx, x, axis, sizes: ctx.op("Split", x, ctx.ints(sizes), axis=axis,
+                                                                          outputs=len(sizes)),
+                  _split_impl, multiple_results=True)
+
+
+@defvjp(split)
+def _split(cts, x, outputs, axis, sizes):
+    pieces = [P.zeros(o, shape=tuple(0 if d is None else d for d in o.shape)) if c is None else c
+              for c, o in zip(cts, outputs)]
+    return [concat(*pieces, axis=axis)]
 
 
 def _slice_shape(x, axis, start, stop, step=1):
@@ -199,11 +235,12 @@ pad = Primitive("pad", lambda x, pads: Aval(tuple(None if d is None else d + pad
 
 
 def _pad_lower(ctx, x, pads):
-    """Pad with its `axes` input: onnxruntime (1.31) fuses a Pad without one into a following
-    MaxPool, whose own padding is -inf, not 0: wrong maxima (a zero-padded ResNet v2 stem)."""
-    n = len(pads) // 2
-    axes = [i for i in range(n) if pads[i] or pads[i + n]] or [0]
-    return ctx.op("Pad", x, ctx.ints([pads[i] for i in axes] + [pads[i + n] for i in axes]), "", ctx.ints(axes))
+    """Pad with its `axes` input, listing every axis. onnxruntime (1.31) fuses a Pad without one into
+    a following MaxPool, whose own padding is -inf, not 0: wrong maxima (a zero-padded ResNet v2
+    stem). And its transpose optimizer, pushing a Transpose through a Pad, permutes the pads as if
+    they covered every axis and leaves `axes` alone: pads for fewer axes became an out-of-range
+    Gather (training padded convs, whose kernel gradient pads a transposed input)."""
+    return ctx.op("Pad", x, ctx.ints(list(pads)), "", ctx.ints(list(range(len(pads) // 2))))
 
 
 pad.lower = _pad_lower
