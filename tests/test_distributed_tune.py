@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,9 +15,6 @@ from conftest import run_cli  # noqa: E402
 from test_tune import study, write_spec  # noqa: E402
 
 
-# Passed alone every time tried, but once in the full suite a trial of the killed driver was still RUNNING
-# after the resumed run (Ray ending its task later than the heartbeat's grace): to be made deterministic.
-@pytest.mark.flaky
 def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_run_twice(tmp_path, ray_address):
     write_spec(tmp_path, epochs=40)
     command = [sys.executable, "-m", "nnspec.cli", "tune", "r.nn", "--data", "d.npz", "--trials", "3", "--jobs", "2",
@@ -33,52 +29,34 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
     assert driver.returncode == -signal.SIGKILL
     before = {t.number: t for t in study(tmp_path).trials}
     assert any(t.state.name == "RUNNING" for t in before.values())  # cut off in the middle of a trial
-    wait_until_ray_ends_the_tasks_of(driver.pid)
-    time.sleep(2.5)  # the heartbeat's grace period
 
+    # At once, as a user would: the killed driver's tasks may still run (Ray ends them when it notices the
+    # driver is gone), and may even start a trial before they end.
     finished = run_cli(*command[3:], cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
 
     trials = study(tmp_path).trials
+    assert all(t.state.name in ("COMPLETE", "FAIL") for t in trials)  # none left RUNNING
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 3 and all(t.state.name in ("COMPLETE", "FAIL") for t in trials)
+    assert 3 <= len(complete) <= 4  # --trials 3, at most jobs - 1 over (README)
     for number, earlier in before.items():  # a trial finished before the kill was not run again
         if earlier.state.name == "COMPLETE":
             assert trials[number].datetime_complete == earlier.datetime_complete
-    failed = [t for t in trials if t.state.name == "FAIL"]
-    assert failed  # the killed driver's trials
-    for cut in failed:  # each ran again once, at its point, and completed
+    for cut in (t for t in trials if t.state.name == "FAIL"):  # each ran again once, at its point, and completed
         reruns = [t for t in trials if t.user_attrs.get("retry_of") == cut.number]
         assert len(reruns) == 1 and reruns[0].state.name == "COMPLETE" and reruns[0].params == cut.params
+    assert any(t.state.name == "FAIL" for t in trials if t.number in before)  # the killed driver's trials
     firsts = [t for t in complete if "retry_of" not in t.user_attrs]
     assert len({tuple(sorted(t.params.items())) for t in firsts}) == len(firsts)
     rows = list(csv.DictReader((tmp_path / "r.tune" / "trials.csv").open()))
     assert len(rows) == len(trials) and (tmp_path / "r.tune" / "r.best.nn").exists() and (tmp_path / "r.tune" / "best.onnx").exists()
     assert "Ray task" in finished.stdout
 
-    local = run_cli("tune", "r.nn", "--data", "d.npz", "--trials", "4", "--pruner", "none", cwd=tmp_path)
+    total = len(complete) + 1
+    local = run_cli("tune", "r.nn", "--data", "d.npz", "--trials", str(total), "--pruner", "none", cwd=tmp_path)
     assert local.returncode == 0, local.stderr  # the same study goes on with a local worker
-    assert "3 of 4 trials; 1 worker(s)" in local.stdout
-    assert [t.state.name for t in study(tmp_path).trials].count("COMPLETE") == 4
-
-
-def wait_until_ray_ends_the_tasks_of(pid: int) -> None:
-    """Ray ends a dead driver's tasks once it notices the driver is gone, which on a loaded machine takes a
-    moment; a task still running would keep its trial alive past the resumed command's start. A Ray worker
-    running a task is titled ray::TASK_NAME."""
-    def running() -> bool:
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if cmdline.read_bytes().startswith(b"ray::nnspec-tune-worker"):
-                    return True
-            except OSError:  # a process that ended meanwhile
-                continue
-        return False
-
-    deadline = time.time() + 60
-    while running():
-        assert time.time() < deadline, f"Ray still runs the tasks of the killed driver {pid} after 60 s"
-        time.sleep(0.2)
+    assert f"{len(complete)} of {total} trials; 1 worker(s)" in local.stdout
+    assert [t.state.name for t in study(tmp_path).trials].count("COMPLETE") == total
 
 
 def test_the_ray_backend_without_ray_is_a_one_line_error_naming_the_extra(tmp_path):

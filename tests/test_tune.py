@@ -25,6 +25,7 @@ from nnspec.formatter import format_text  # noqa: E402
 from nnspec.loader import loads  # noqa: E402
 from nnspec.train.run import configure, train  # noqa: E402
 from nnspec.tune.pruning import Pruning  # noqa: E402
+from nnspec.tune.study import retry  # noqa: E402
 
 TINY = """\
 model r {
@@ -185,6 +186,50 @@ def test_a_study_cut_off_by_ctrl_c_and_by_sigkill_goes_on_where_it_stopped(tmp_p
         assert rerun.user_attrs["retry_of"] == cut.number and rerun.params == cut.params
         assert rerun.user_attrs["resumed_at_epoch"] > 1 and len(rerun.intermediate_values) == 60
     assert "rerun of trial 3; resumed at epoch" in finished.stdout
+
+
+@pytest.mark.parametrize("heartbeat", [True, False], ids=["silent-heartbeat", "no-heartbeat"])
+def test_a_trial_a_dead_worker_left_running_is_failed_and_run_again_before_the_command_ends(tmp_path, heartbeat):
+    """The same command run again while a killed worker's trial still looks alive (its last heartbeat within
+    the grace period), or after a worker was killed between making its trial and its first heartbeat: the
+    trial counts toward --trials, so the command must wait for it to go stale rather than end with it RUNNING."""
+    write_spec(tmp_path)
+    command = ["tune", "r.nn", "--data", "d.npz", "--pruner", "none", "--heartbeat", "1"]
+    assert run_cli(*command, "--trials", "1", cwd=tmp_path).returncode == 0
+    url = f"sqlite:///{tmp_path / 'r.tune' / 'study.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1)
+    dead = optuna.load_study(study_name="r", storage=storage).ask()
+    if heartbeat:
+        storage.record_heartbeat(dead._trial_id)
+
+    finished = run_cli(*command, "--trials", "2", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    trials = study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].user_attrs["retry_of"] == dead.number and "rerun of trial 1" in finished.stdout
+
+
+def test_a_trial_failed_as_stale_while_its_worker_still_runs_it_is_run_once_more_not_twice(tmp_path):
+    """A live worker's heartbeat late on a loaded machine: another worker fails its trial and queues it again.
+    The late worker stops that trial at its next epoch (no late result, no traceback) and goes on."""
+    write_spec(tmp_path, epochs=20)
+    command = [sys.executable, "-m", "nnspec.cli", "tune", "r.nn", "--data", "d.npz", "--trials", "1",
+               "--pruner", "none", "--heartbeat", "1"]
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "r.tune" / "trials" / "0" / "checkpoint" / "checkpoint.npz"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    shared = study(tmp_path)
+    taken = shared.trials[0]
+    assert shared._storage.set_trial_state_values(taken._trial_id, optuna.trial.TrialState.FAIL)
+    retry(shared, taken)  # what the stale check does
+
+    out, err = worker.communicate(timeout=300)
+    assert worker.returncode == 0, err
+    trials = study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].user_attrs["retry_of"] == 0
+    assert len(trials[1].intermediate_values) == 20 and "Traceback" not in err
 
 
 # ---- a study shared through PostgreSQL ----------------------------------------------------------------------

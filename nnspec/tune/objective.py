@@ -63,6 +63,8 @@ class Objective:
         except optuna.TrialPruned:
             shutil.rmtree(folder / "checkpoint", ignore_errors=True)
             raise
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken over: failed as stale, and queued again
+            raise
         except KeyboardInterrupt:
             trial.set_user_attr("error", "interrupted")
             retry(trial.study, trial)

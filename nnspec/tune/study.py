@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 import warnings
+from datetime import datetime, timedelta
 
 import optuna
-from optuna.trial import TrialState
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
@@ -27,6 +30,8 @@ def quiet() -> None:
     """Optuna logs every trial (failed ones with tracebacks); nnspec prints one line per trial instead."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # nnspec's own trial loop (workers.run_trial) keeps the heartbeat that Study.optimize would
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def shown(url: str) -> str:
@@ -46,8 +51,8 @@ def storage(settings: Settings) -> optuna.storages.RDBStorage:
     try:
         for attempt in range(STORAGE_ATTEMPTS):
             try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=settings.heartbeat,
-                                                  heartbeat_stale_trial_callback=retry)
+                return LeasedStorage(url, engine_kwargs=engine, heartbeat_interval=settings.heartbeat,
+                                     heartbeat_stale_trial_callback=retry)
             except (IntegrityError, ProgrammingError):  # workers starting together on a new database race to make its tables
                 if attempt == STORAGE_ATTEMPTS - 1:
                     raise
@@ -59,6 +64,36 @@ def storage(settings: Settings) -> optuna.storages.RDBStorage:
     except (SQLAlchemyError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0]
         raise SpecError(f"--storage {shown(settings.storage)}: cannot open it: {reason}", TOOL) from None
+
+
+class LeasedStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, where a trial's heartbeat starts the moment the trial runs. Optuna records the
+    first heartbeat only once the trial's point is sampled, and never ages a RUNNING trial without one: a
+    worker killed in between (by Ray ending a dead driver's tasks, say) would leave its trial RUNNING for
+    ever, counted by --trials and never rerun. (The _-methods are the ones Optuna's own layers call.)"""
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:  # a queued trial taken by a worker
+            self.record_heartbeat(trial_id)
+        return changed
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials, and those RUNNING without a heartbeat for longer than the grace period:
+        their worker died between the two writes above. (Their start time is the starting machine's clock,
+        so machines sharing a study must agree on the time within the grace period, 2 --heartbeat.)"""
+        started_before = datetime.now() - timedelta(seconds=2 * self.heartbeat_interval)
+        with _create_scoped_session(self.scoped_session) as session:
+            running = session.query(models.TrialModel).filter(models.TrialModel.study_id == study_id,
+                                                               models.TrialModel.state == TrialState.RUNNING)
+            silent = [t.trial_id for t in running if not t.heartbeats and t.datetime_start < started_before]
+        return super()._get_stale_trial_ids(study_id) + silent
 
 
 def open_study(settings: Settings, space: SearchSpace) -> optuna.Study:

@@ -6,25 +6,59 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import FrozenTrial, TrialState
 
 from ..backends.onnx.runtime import THREADS_ENV, physical_cores
 from ..errors import SpecError
 from .objective import Objective, TrialFailed
 from .report import announce
 from .settings import Settings
-from .study import COUNTED, counted, open_study, quiet
+from .study import counted, open_study, quiet
+
+POLL = 1.0  # seconds between looks at the study while other workers' trials run
 
 
 def optimize(study: optuna.Study, objective: Objective, settings: Settings) -> None:
-    optuna.storages.fail_stale_trials(study)  # so that a dead worker's trial does not count as running
-    if counted(study) >= settings.trials:
-        return
+    """Run trials until the study counts --trials (or --timeout passes), then wait until no trial runs.
+    A running trial may be a dead worker's (a killed driver's Ray task that Ray has not ended yet, or one
+    that has just been killed): it counts until its heartbeat goes stale, and only then is it failed and
+    queued again, so a worker that left before would leave it RUNNING and the study one trial short."""
+    deadline = time.monotonic() + settings.timeout if settings.timeout else None
+    finished = announce(objective.space, settings)
     with objective.interrupt.deferred():
-        study.optimize(objective, timeout=settings.timeout, catch=(TrialFailed,),
-                       callbacks=[optuna.study.MaxTrialsCallback(settings.trials, states=COUNTED),
-                                  announce(objective.space, settings), objective.interrupt.check])
+        while True:
+            optuna.storages.fail_stale_trials(study)  # queues each stale trial again (study.retry)
+            if counted(study) < settings.trials and (deadline is None or time.monotonic() < deadline):
+                finished(study, run_trial(study, objective))
+            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                time.sleep(POLL)
+            else:
+                return
+            objective.interrupt.check()
+
+
+def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
+    """One trial, as Optuna's own loop runs it (heartbeat included), except for a trial that another worker
+    failed as stale while this one still ran it (its heartbeat late on a loaded machine): the rerun queued
+    for it takes over, and this worker stops that trial at its next epoch and leaves its state alone."""
+    trial = study.ask()
+    value, state = None, TrialState.FAIL
+    try:
+        with get_heartbeat_thread(trial._trial_id, study._storage):
+            value, state = objective(trial), TrialState.COMPLETE
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except (TrialFailed, UpdateFinishedTrialError):
+        pass
+    except BaseException:  # Ctrl-C, or a fault of nnspec's own: the trial fails, and so does the worker
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        raise
+    return study.tell(trial, value, state=state, skip_if_finished=True)
 
 
 def run(settings: Settings) -> list[str]:
