@@ -21,7 +21,7 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
                "--pruner", "none", "--heartbeat", "1", "--backend", "ray", "--address", ray_address]
     driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     checkpoints = tmp_path / "r.tune" / "trials"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # Ray may take minutes to start its workers on a loaded machine
     while not list(checkpoints.glob("*/checkpoint/checkpoint.npz")) and time.time() < deadline:
         time.sleep(0.01)
     driver.send_signal(signal.SIGKILL)
@@ -44,7 +44,8 @@ def test_a_study_on_ray_tasks_killed_with_sigkill_goes_on_with_no_trial_lost_or_
             assert trials[number].datetime_complete == earlier.datetime_complete
     for cut in (t for t in trials if t.state.name == "FAIL"):  # each ran again once, at its point, and completed
         reruns = [t for t in trials if t.user_attrs.get("retry_of") == cut.number]
-        assert len(reruns) == 1 and reruns[0].state.name == "COMPLETE" and reruns[0].params == cut.params
+        assert len(reruns) == 1 and reruns[0].state.name == "COMPLETE"
+        assert cut.params.items() <= reruns[0].params.items()  # a trial killed while drawing its point has part of it
     assert any(t.state.name == "FAIL" for t in trials if t.number in before)  # the killed driver's trials
     firsts = [t for t in complete if "retry_of" not in t.user_attrs]
     assert len({tuple(sorted(t.params.items())) for t in firsts}) == len(firsts)

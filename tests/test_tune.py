@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -197,12 +198,19 @@ def test_a_trial_a_dead_worker_left_running_is_failed_and_run_again_before_the_c
     command = ["tune", "r.nn", "--data", "d.npz", "--pruner", "none", "--heartbeat", "1"]
     assert run_cli(*command, "--trials", "1", cwd=tmp_path).returncode == 0
     url = f"sqlite:///{tmp_path / 'r.tune' / 'study.db'}"
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1)
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, engine_kwargs={"connect_args": {"timeout": 60}})
     dead = optuna.load_study(study_name="r", storage=storage).ask()
-    if heartbeat:
-        storage.record_heartbeat(dead._trial_id)
 
-    finished = run_cli(*command, "--trials", "2", cwd=tmp_path)
+    again = subprocess.Popen([sys.executable, "-m", "nnspec.cli", *command, "--trials", "2"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if heartbeat:  # the dead worker's heartbeat goes on until the new command has opened the study
+        reading = threading.Thread(target=again.stdout.readline)
+        reading.start()
+        while reading.is_alive():
+            storage.record_heartbeat(dead._trial_id)
+            reading.join(0.2)
+    out, err = again.communicate(timeout=300)
+    finished = subprocess.CompletedProcess(again.args, again.returncode, out, err)
     assert finished.returncode == 0, finished.stderr
     trials = study(tmp_path).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]

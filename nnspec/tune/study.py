@@ -30,8 +30,6 @@ def quiet() -> None:
     """Optuna logs every trial (failed ones with tracebacks); nnspec prints one line per trial instead."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # nnspec's own trial loop (workers.run_trial) keeps the heartbeat that Study.optimize would
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def shown(url: str) -> str:

@@ -30,16 +30,22 @@ def optimize(study: optuna.Study, objective: Objective, settings: Settings) -> N
     queued again, so a worker that left before would leave it RUNNING and the study one trial short."""
     deadline = time.monotonic() + settings.timeout if settings.timeout else None
     finished = announce(objective.space, settings)
-    with objective.interrupt.deferred():
-        while True:
-            optuna.storages.fail_stale_trials(study)  # queues each stale trial again (study.retry)
-            if counted(study) < settings.trials and (deadline is None or time.monotonic() < deadline):
-                finished(study, run_trial(study, objective))
-            elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                time.sleep(POLL)
-            else:
-                return
-            objective.interrupt.check()
+    # as inside Study.optimize, so that Study.stop() works: the grid sampler's, once every point is taken
+    study._stop_flag, study._thread_local.in_optimize_loop = False, True
+    try:
+        with objective.interrupt.deferred():
+            while True:
+                optuna.storages.fail_stale_trials(study)  # queues each stale trial again (study.retry)
+                if (not study._stop_flag and counted(study) < settings.trials
+                        and (deadline is None or time.monotonic() < deadline)):
+                    finished(study, run_trial(study, objective))
+                elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    time.sleep(POLL)
+                else:
+                    return
+                objective.interrupt.check()
+    finally:
+        study._thread_local.in_optimize_loop = False
 
 
 def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
