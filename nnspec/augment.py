@@ -163,13 +163,16 @@ class Augmenter:
         images[params["flip_v"]] = images[params["flip_v"], ::-1]
         return images[..., 0] if flat else images
 
-    def __call__(self, xs: list[np.ndarray], epoch: int, batch: int) -> list[np.ndarray]:
+    def __call__(self, xs: list[np.ndarray], epoch: int, batch: int, rows: slice = slice(None),
+                 n: int | None = None) -> list[np.ndarray]:
+        """xs: rows `rows` of a batch of n (default: all of it); the draws are the whole batch's, so a
+        replica given its shard transforms each sample as one process would."""
         rng = np.random.default_rng([self.seed, epoch, batch, _TAG])
         images = [i for i, x in enumerate(xs) if x.ndim in (3, 4)]
         if not images:
             return xs
-        n, h, w = xs[images[0]].shape[:3]
-        params = self.draw(n, h, w, rng)
+        shard, h, w = xs[images[0]].shape[:3]
+        params = {k: v[rows] for k, v in self.draw(shard if n is None else n, h, w, rng).items()}
         return [self.apply(x, params) if i in images else x for i, x in enumerate(xs)]
 
 

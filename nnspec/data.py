@@ -1101,13 +1101,19 @@ IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (raw or gzip), validated against its own header."""
+    """An IDX file, validated against its own header: memory-mapped where raw (a batch reads only its
+    rows, through their offsets), read into memory where gzip."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
-        opener = gzip.open if head == b"\x1f\x8b" else open
-        with opener(path, "rb") as f:
-            data = f.read()
+            gzipped = f.read(2) == b"\x1f\x8b"
+        if gzipped:
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+            size = len(data)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(4 + 4 * 255)  # the longest header
+                size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError) as exc:
@@ -1115,15 +1121,19 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in IDX_TYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
+    header = 4 + 4 * ndim
+    if len(data) < header:
         raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(IDX_TYPES[data[2]])
     expected = int(np.prod(dims)) * dtype.itemsize
-    body = data[4 + 4 * ndim:]
-    if len(body) != expected:
-        raise DataError(f"{path}: IDX header promises {expected} bytes of data, file has {len(body)}")
-    return np.frombuffer(body, dtype=dtype).reshape(dims)
+    if size - header != expected:
+        raise DataError(f"{path}: IDX header promises {expected} bytes of data, file has {size - header}")
+    if gzipped:
+        return np.frombuffer(data[header:], dtype=dtype).reshape(dims)
+    if expected == 0:  # np.memmap refuses an empty map
+        return np.zeros(dims, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=header, shape=tuple(dims))
 
 
 def _find(folder: Path, stem: str) -> Path:
@@ -1133,16 +1143,39 @@ def _find(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: no {stem} or {stem}.gz")
 
 
-def _mnist(source: MnistData, base: Path, **_) -> Dataset:
+def _mnist(source: MnistData, base: Path, **_) -> Data:
     folder = base / source.path
     images = read_idx(_find(folder, f"{source.subset}-images-idx3-ubyte"))
     labels = read_idx(_find(folder, f"{source.subset}-labels-idx1-ubyte"))
     if len(images) != len(labels):
         raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
     window = slice(source.start, source.stop)
-    x = images[window].astype(np.float32) / np.float32(source.normalize)
     y = labels[window].astype(np.int64)  # class indices: for_model shapes them for the loss
-    return Dataset([x], [y], [str(d) for d in range(10)], str(folder))
+    return Normalized(Dataset([images[window]], [y], [str(d) for d in range(10)], str(folder)), source.normalize)
+
+
+class Normalized(Wrapper):
+    """Inputs as float32 divided by `divisor`, batch by batch: the stored pixels are read only where a
+    batch needs them (a memory-mapped IDX file)."""
+
+    def __init__(self, inner: Data, divisor: float):
+        super().__init__(inner)
+        self.divisor = np.float32(divisor)
+
+    def read_x(self, indices):
+        return [x.astype(np.float32) / self.divisor for x in self.inner.read_x(indices)]
+
+    def read_y(self, indices):
+        return self.inner.read_y(indices)
+
+    def x_samples(self):
+        return [Sample(s.shape, np.dtype(np.float32)) for s in self.inner.x_samples()]
+
+    def y_samples(self):
+        return self.inner.y_samples()
+
+    def check(self):
+        self.inner.check()
 
 
 def _cifar10(source: ir.Cifar10Data, base: Path, **_) -> Data:

@@ -113,6 +113,17 @@ def test_each_batch_is_drawn_from_seed_epoch_and_batch():
     np.testing.assert_array_equal(untouched, x)
 
 
+def test_a_replicas_shard_is_transformed_as_in_the_whole_batch():
+    """A data-parallel replica augments only its rows, with the draws of the whole batch."""
+    aug = Augmenter(ImageAugmentation(rotation_range=30, zoom_range=0.2, horizontal_flip=True,
+                                      channel_shift_range=0.3), seed=7)
+    x = np.random.default_rng(0).random((7, 6, 6, 2)).astype(np.float32)
+    whole = aug([x], epoch=1, batch=2)[0]
+    for rows in (slice(0, 3), slice(3, 7)):
+        np.testing.assert_array_equal(aug([x[rows]], 1, 2, rows, len(x))[0], whole[rows])
+    assert not np.array_equal(aug([x[3:7]], 1, 2)[0], whole[3:7])  # drawn for 4 alone: other draws
+
+
 def test_batched_matrices_equal_one_by_one():
     rng = np.random.default_rng(0)
     draws = [rng.uniform(-30, 30, 6), rng.uniform(-2, 2, 6), rng.uniform(-2, 2, 6), rng.uniform(-10, 10, 6),

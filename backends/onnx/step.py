@@ -130,9 +130,14 @@ class OnnxStep:
         for key in keys:  # the outputs become the next step's inputs
             self._state[key], self._spare[key] = self._spare[key], self._state[key]
 
-    def train(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
+    def rows(self, n: int) -> slice:
+        """This replica's rows of a global batch of n: the only ones `train` is given."""
+        return shard(n, self.replicas.rank, self.replicas.size)
+
+    def train(self, xs, ys, sample_weight, lr: float, step: int, n: int | None = None) -> tuple[float, np.ndarray]:
+        """xs, ys, sample_weight: rows `self.rows(n)` of a global batch of n (default: all of them)."""
         if self.update_session is not None:
-            return self._train_replica(xs, ys, sample_weight, lr, step)
+            return self._train_replica(xs, ys, sample_weight, lr, step, len(sample_weight) if n is None else n)
         session = self.train_session
         binding = session.session.io_binding()
         self._bind_common(binding, session, xs, ys, sample_weight, len(sample_weight))
@@ -152,16 +157,16 @@ class OnnxStep:
     def _stat_names(self) -> list[str]:
         return ["loss"] + [f"metric{i}_{j}" for i, sizes in enumerate(self.graphs.stat_sizes) for j in range(len(sizes))]
 
-    def _train_replica(self, xs, ys, sample_weight, lr: float, step: int) -> tuple[float, np.ndarray]:
-        """A split step: gradients of this replica's shard, summed across replicas, then the update."""
-        n, size = len(sample_weight), self.replicas.size
-        rows = shard(n, self.replicas.rank, size)
+    def _train_replica(self, xs, ys, sample_weight, lr: float, step: int, n: int) -> tuple[float, np.ndarray]:
+        """A split step: gradients of this replica's shard (xs, ys) of a global batch of n, summed across
+        replicas, then the update."""
+        size = self.replicas.size
+        rows = self.rows(n)
         session = self.train_session
         binding = session.session.io_binding()
         # the loss divides by n / size: a replica's summed loss times size / n, so the replicas' mean is the
         # loss of the whole batch, whatever the shards' sizes
-        self._bind_common(binding, session, [x[rows] for x in xs], [y[rows] for y in ys], sample_weight[rows],
-                          n / size)
+        self._bind_common(binding, session, xs, ys, sample_weight, n / size)
         for name, drawn in self._noise(n, step):
             binding.bind_cpu_input(name, np.ascontiguousarray(drawn[rows]))
         summed = self._stat_names() + list(self.graphs.gradients.values()) + list(self.graphs.updates.values())

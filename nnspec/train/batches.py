@@ -16,7 +16,7 @@ import numpy as np
 
 PREFETCH = 4  # batches prepared ahead
 
-Batch = tuple[list[np.ndarray], list[np.ndarray], np.ndarray]  # xs, ys, the sample indices
+Batch = tuple  # xs, ys, the sample weights (training: and the size of the whole global batch)
 
 
 class Batches:

@@ -23,8 +23,11 @@ class Step(Protocol):
 
     metric_names: list[str]
 
+    def rows(self, n: int) -> slice:
+        """The rows of a global batch of n this step trains on (a data-parallel replica's shard)."""
+
     def train(self, xs: list[np.ndarray], ys: list[np.ndarray], sample_weight: np.ndarray, lr: float,
-              step: int) -> tuple[float, np.ndarray]: ...
+              step: int, n: int | None = None) -> tuple[float, np.ndarray]: ...
 
     def evaluate(self, xs, ys, sample_weight) -> tuple[float, np.ndarray]: ...
 
@@ -83,7 +86,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.resumed = False
         self.start_epoch = config.initial_epoch
-        self.augment = augment  # called as augment(xs, epoch, batch) on training batches (nnspec.augment)
+        self.augment = augment  # called as augment(xs, epoch, batch, rows, n) on training batches (nnspec.augment)
         self.prefetch = prefetch  # batches prepared ahead in a thread; 0: none
         self.wait_s = 0.0  # time the loop waited for batches
 
@@ -124,11 +127,11 @@ class Trainer:
             progress.epoch_begin(epoch, steps)
             loss_sum, count, metric_sums = 0.0, 0, None
             batches = Batches(self._preparer(train, epoch), steps, self.prefetch)
-            for xs, ys, weights in batches:
-                loss, stats = self.step.train(xs, ys, weights, self.current_lr(), self.global_step)
+            for xs, ys, weights, n in batches:
+                loss, stats = self.step.train(xs, ys, weights, self.current_lr(), self.global_step, n)
                 self.global_step += 1
-                loss_sum += loss * len(weights)
-                count += len(weights)
+                loss_sum += loss * n
+                count += n
                 metric_sums = stats if metric_sums is None else metric_sums + stats
                 logs = {"loss": loss_sum / count, **self.step.finalize(metric_sums)}
                 progress.batch_end(logs)
@@ -153,19 +156,22 @@ class Trainer:
         return self.history
 
     def _preparer(self, train: Data, epoch: int):
-        """Batch b of an epoch: its samples (shuffled by a generator per epoch, so a resumed run
-        shuffles exactly as an unbroken one), augmented per (seed, epoch, b), and their weights."""
+        """Batch b of an epoch: the step's rows of its samples (shuffled by a generator per epoch, so a
+        resumed run shuffles exactly as an unbroken one; a replica reads only its shard), augmented per
+        (seed, epoch, b), their weights, and the size of the whole batch."""
         cfg = self.config
         order = np.arange(len(train))
         if cfg.shuffle:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(train))
 
         def prepare(b: int):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            batch = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            rows = self.step.rows(len(batch))
+            idx = batch[rows]
             xs, ys = train.batch(idx)
             if self.augment is not None:
-                xs = self.augment(xs, epoch, b)
-            return xs, ys, sample_weights(ys, cfg.class_weight, train.read_weights(idx))
+                xs = self.augment(xs, epoch, b, rows, len(batch))
+            return xs, ys, sample_weights(ys, cfg.class_weight, train.read_weights(idx)), len(batch)
         return prepare
 
     def evaluate(self, data: Data, batch_size: int | None = None, steps: int | None = None) -> dict[str, float]:
