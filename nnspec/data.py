@@ -204,6 +204,13 @@ class Wrapper(Data):
     def read_weights(self, indices):
         return self.inner.read_weights(indices)
 
+    # what a transformation leaves alone is the inner dataset's
+    def read_y(self, indices):
+        return self.inner.read_y(indices)
+
+    def y_samples(self):
+        return self.inner.y_samples()
+
     def rewrap(self, inner: Data) -> "Wrapper":
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
@@ -1165,14 +1172,8 @@ class Normalized(Wrapper):
     def read_x(self, indices):
         return [x.astype(np.float32) / self.divisor for x in self.inner.read_x(indices)]
 
-    def read_y(self, indices):
-        return self.inner.read_y(indices)
-
     def x_samples(self):
         return [Sample(s.shape, np.dtype(np.float32)) for s in self.inner.x_samples()]
-
-    def y_samples(self):
-        return self.inner.y_samples()
 
     def check(self):
         self.inner.check()
