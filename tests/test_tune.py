@@ -217,7 +217,7 @@ def test_a_trial_a_dead_worker_left_running_is_failed_and_run_again_before_the_c
     assert trials[2].user_attrs["retry_of"] == dead.number and "rerun of trial 1" in finished.stdout
 
 
-# Open (#14): on a quiet machine a second rerun is sometimes queued and left WAITING (states FAIL, WAITING,
+# Open (#14): on a quiet machine a second rerun is often queued and left WAITING (states FAIL, WAITING,
 # COMPLETE); cause not found yet.
 @pytest.mark.flaky
 def test_a_trial_failed_as_stale_while_its_worker_still_runs_it_is_run_once_more_not_twice(tmp_path):
