@@ -18,31 +18,47 @@ from ..errors import SpecError
 from .objective import Objective, TrialFailed
 from .report import announce
 from .settings import Settings
-from .study import counted, open_study, quiet
+from .presence import ACTIVE, IDLE, Presence
+from .study import COUNTED, RETRY_OF, open_study, quiet
 
 POLL = 1.0  # seconds between looks at the study while other workers' trials run
 
 
 def optimize(study: optuna.Study, objective: Objective, settings: Settings) -> None:
-    """Run trials until the study counts --trials (or --timeout passes), then wait until no trial runs.
-    A running trial may be a dead worker's (a killed driver's Ray task that Ray has not ended yet, or one
-    that has just been killed): it counts until its heartbeat goes stale, and only then is it failed and
-    queued again, so a worker that left before would leave it RUNNING and the study one trial short."""
+    """Run trials until the study counts --trials (or --timeout passes) and every trial cut off has been run
+    again, then wait until no trial runs and no other worker may start one (nnspec.tune.presence). A running
+    trial may be a dead worker's (a killed driver's Ray task that Ray has not ended yet, or one that has just
+    been killed): it counts until its heartbeat goes stale, and only then is it failed and queued again, so a
+    worker that left before would leave it RUNNING and the study one trial short."""
     deadline = time.monotonic() + settings.timeout if settings.timeout else None
     finished = announce(objective.space, settings)
     # as inside Study.optimize, so that Study.stop() works: the grid sampler's, once every point is taken
     study._stop_flag, study._thread_local.in_optimize_loop = False, True
+
+    def wanted(trials: list[FrozenTrial]) -> bool:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        rerun_waiting = any(t.state == TrialState.WAITING and RETRY_OF in t.user_attrs for t in trials)
+        return rerun_waiting or (not study._stop_flag and sum(t.state in COUNTED for t in trials) < settings.trials)
+
     try:
-        with objective.interrupt.deferred():
+        with objective.interrupt.deferred(), Presence(study, settings.heartbeat) as presence:
             while True:
                 optuna.storages.fail_stale_trials(study)  # queues each stale trial again (study.retry)
-                if (not study._stop_flag and counted(study) < settings.trials
-                        and (deadline is None or time.monotonic() < deadline)):
-                    finished(study, run_trial(study, objective))
-                elif study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    time.sleep(POLL)
-                else:
+                trials = study.get_trials(deepcopy=False)
+                if wanted(trials):
+                    presence.mark(ACTIVE)
+                    trials = study.get_trials(deepcopy=False)  # again, now that other workers see this one may start
+                    if wanted(trials):
+                        finished(study, run_trial(study, objective))
+                        objective.interrupt.check()
+                        continue
+                presence.mark(IDLE)
+                # one look at the trials, then at the workers: a trial started after that look was started by a
+                # worker active at the second, or it saw what this one saw (finished trials stay finished)
+                if not any(t.state == TrialState.RUNNING for t in trials) and not presence.others_active():
                     return
+                time.sleep(POLL)
                 objective.interrupt.check()
     finally:
         study._thread_local.in_optimize_loop = False
