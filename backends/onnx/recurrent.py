@@ -15,11 +15,12 @@ would need the batch size, which is only known at run time.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from ...ir.layers import _Recurrent
 from . import primitives as P
-from .activations import activation, rnn_activations
+from .activations import ROW_WISE, activation, rnn_activations
 from .graph import Aval, Var
 from .layers import FUSED, LayerCall, expands
 
@@ -107,16 +108,21 @@ def _gru_cell(layer, weights) -> Step:
     return step
 
 
+def _lstm_step(layer: _Recurrent, recurrent: Var, p: Var, h: Var | None, cell: Var | None) -> tuple[Var, Var, Var]:
+    """Columns [i | f | c | o]: (the gates before their activations, h, c)."""
+    z = _plus(p, None if h is None else h @ recurrent)
+    i, f, g, o = _gates(z, layer.units, 4)
+    gate = lambda v: activation(layer.recurrent_activation, v)
+    cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
+    return z, gate(o) * activation(layer.activation, cell), cell
+
+
 def _lstm_cell(layer, weights) -> Step:
-    """Columns [i | f | c | o]; states [h, c]."""
+    """States [h, c]."""
     (recurrent,) = weights
 
     def step(p, states):
-        h, cell = states
-        i, f, g, o = _gates(_plus(p, None if h is None else h @ recurrent), layer.units, 4)
-        gate = lambda v: activation(layer.recurrent_activation, v)
-        cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
-        h = gate(o) * activation(layer.activation, cell)
+        _, h, cell = _lstm_step(layer, recurrent, p, *states)
         return h, [h, cell]
     return step
 
@@ -163,6 +169,8 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
     With a mask, the mask is a second sequence and the last output part of the carry."""
     x, mask, u, n = c.x, c.mask, layer.units, len(states)
     p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
+    if layer.type == "LSTM" and mask is None and not ROW_WISE & {layer.activation.name, layer.recurrent_activation.name}:
+        return _scanned_lstm(layer, p, recurrence(layer, ws)[0], states)
     weights = recurrence(layer, ws)
     masked = mask is not None
 
@@ -180,6 +188,64 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
                   out_reverse=(False,), residuals=True)
     ys, states = outs[len(carry)], outs[:n]
     return ys if layer.return_sequences else outs[n] if masked else states[0], states
+
+
+def _scanned_lstm(layer: _Recurrent, p: Var, recurrent: Var, states: list[Var | None]) -> tuple[Var, list[Var]]:
+    """An unmasked LSTM's Scan also stacks c and the gates' pre-activations, from which its VJP
+    (`_lstm_vjp`) takes the gradient without recomputing any step."""
+    u = layer.units
+    if layer.go_backwards:  # the steps in processing order, the order Keras gives the outputs in
+        p = P.rev(p, axis=1)
+
+    def step(carry, xs, weights):
+        z, h, cell = _lstm_step(layer, weights[0], xs[0], *carry)
+        return [h, cell], [h, cell, z]
+
+    carry = [P.zeros(p, shape=(0, u)) if s is None else s for s in states]
+    body = P.trace_body(step, [Aval((None, u), "float32")] * 2, [Aval((None, 4 * u), "float32")], [recurrent.aval])
+    body.vjp = partial(_lstm_vjp, layer)
+    h, cell, hs, _, _ = P.scan(*carry, p, recurrent, body=body, axis=1, in_reverse=(False,), out_reverse=(False,),
+                               residuals=False)
+    return hs if layer.return_sequences else h, [h, cell]
+
+
+def _lstm_vjp(layer: _Recurrent, cts, h0, c0, p, recurrent, outputs):
+    """The LSTM Scan's VJP. What does not depend on the incoming cotangents (the gate activations and
+    their derivatives) is computed for every step at once; a backward Scan runs only the recurrence
+    of dh and dc (a product with the recurrent kernel and four elementwise ops per step); the
+    recurrent kernel's cotangent is one product over every step."""
+    from .autograd import vjp
+
+    u = layer.units
+    ct_h, ct_c, ct_hs = cts[:3]
+    _, _, hs, cs, z = outputs
+    gate = lambda v: activation(layer.recurrent_activation, v)
+    act = lambda v: activation(layer.activation, v)
+    zi, zf, zg, zo = _gates(z, u, 4)
+    i, f, g, o = gate(zi), gate(zf), act(zg), gate(zo)
+    act_c = act(cs)
+    before = lambda first, seq: P.concat(P.unsqueeze(first, axis=1), P.slice_(seq, axis=1, start=0, stop=-1), axis=1)
+    times = lambda y, x, factor: vjp(y.graph, [y], [factor], [x])[0]  # factor * dy/dx: the activations are elementwise
+    k_c = times(act_c, cs, o)  # dc += dh * k_c
+    k = P.concat(times(i, zi, g), times(f, zf, before(c0, cs)), times(g, zg, i), times(o, zo, act_c), axis=2)
+    seqs = [k_c, k, f] + ([ct_hs] if ct_hs is not None else [])
+
+    def step(carry, xs, weights):
+        dh, dc = carry
+        if ct_hs is not None:
+            dh = dh + xs[3]
+        dc = dc + dh * xs[0]
+        dz = P.concat(dc, dc, dc, dh, axis=1) * xs[1]
+        return [dz @ weights[0], dc * xs[2]], [dz]
+
+    transposed = P.transpose(recurrent, perm=(1, 0))
+    body = P.trace_body(step, [Aval((None, u), "float32")] * 2, [Aval((None, *v.shape[2:]), "float32") for v in seqs],
+                        [transposed.aval])
+    start = [P.zeros(hs, shape=(0, u)) if ct is None else ct for ct in (ct_h, ct_c)]
+    dh0, dc0, dz = P.scan(*start, *seqs, transposed, body=body, axis=1, in_reverse=(True,) * len(seqs),
+                          out_reverse=(True,), residuals=False)
+    rows = lambda v: P.reshape(v, shape=(-1, v.shape[-1]))
+    return [dh0, dc0, dz, P.transpose(rows(before(h0, hs)), perm=(1, 0)) @ rows(dz)]
 
 
 def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],
