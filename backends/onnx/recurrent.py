@@ -168,9 +168,9 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
     """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step.
     With a mask, the mask is a second sequence and the last output part of the carry."""
     x, mask, u, n = c.x, c.mask, layer.units, len(states)
-    p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
     if layer.type == "LSTM" and mask is None and not ROW_WISE & {layer.activation.name, layer.recurrent_activation.name}:
-        return _scanned_lstm(layer, p, recurrence(layer, ws)[0], states)
+        return _scanned_lstm(layer, ws, x, states)
+    p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
     weights = recurrence(layer, ws)
     masked = mask is not None
 
@@ -190,27 +190,31 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
     return ys if layer.return_sequences else outs[n] if masked else states[0], states
 
 
-def _scanned_lstm(layer: _Recurrent, p: Var, recurrent: Var, states: list[Var | None]) -> tuple[Var, list[Var]]:
+def _scanned_lstm(layer: _Recurrent, ws: list[Var], x: Var, states: list[Var | None]) -> tuple[Var, list[Var]]:
     """An unmasked LSTM's Scan also stacks c and the gates' pre-activations, from which its VJP
-    (`_lstm_vjp`) takes the gradient without recomputing any step."""
+    (`_lstm_vjp`) takes the gradient without recomputing any step. Time-major: onnxruntime's Scan
+    transposes every sequence scanned along another axis, in and out, each time it runs; stacked
+    LSTMs stay time-major in between (the transposes back and forth cancel)."""
     u = layer.units
+    p = projection(layer, ws, P.transpose(x, perm=(1, 0, 2)))  # (time, batch, 4 units)
     if layer.go_backwards:  # the steps in processing order, the order Keras gives the outputs in
-        p = P.rev(p, axis=1)
+        p = P.rev(p, axis=0)
 
     def step(carry, xs, weights):
         z, h, cell = _lstm_step(layer, weights[0], xs[0], *carry)
         return [h, cell], [h, cell, z]
 
-    carry = [P.zeros(p, shape=(0, u)) if s is None else s for s in states]
+    recurrent = recurrence(layer, ws)[0]
+    carry = [P.zeros(x, shape=(0, u)) if s is None else s for s in states]
     body = P.trace_body(step, [Aval((None, u), "float32")] * 2, [Aval((None, 4 * u), "float32")], [recurrent.aval])
     body.vjp = partial(_lstm_vjp, layer)
-    h, cell, hs, _, _ = P.scan(*carry, p, recurrent, body=body, axis=1, in_reverse=(False,), out_reverse=(False,),
+    h, cell, hs, _, _ = P.scan(*carry, p, recurrent, body=body, axis=0, in_reverse=(False,), out_reverse=(False,),
                                residuals=False)
-    return hs if layer.return_sequences else h, [h, cell]
+    return P.transpose(hs, perm=(1, 0, 2)) if layer.return_sequences else h, [h, cell]
 
 
 def _lstm_vjp(layer: _Recurrent, cts, h0, c0, p, recurrent, outputs):
-    """The LSTM Scan's VJP. What does not depend on the incoming cotangents (the gate activations and
+    """The LSTM Scan's VJP (time-major). What does not depend on the incoming cotangents (the gate activations and
     their derivatives) is computed for every step at once; a backward Scan runs only the recurrence
     of dh and dc (a product with the recurrent kernel and four elementwise ops per step); the
     recurrent kernel's cotangent is one product over every step."""
@@ -224,7 +228,7 @@ def _lstm_vjp(layer: _Recurrent, cts, h0, c0, p, recurrent, outputs):
     zi, zf, zg, zo = _gates(z, u, 4)
     i, f, g, o = gate(zi), gate(zf), act(zg), gate(zo)
     act_c = act(cs)
-    before = lambda first, seq: P.concat(P.unsqueeze(first, axis=1), P.slice_(seq, axis=1, start=0, stop=-1), axis=1)
+    before = lambda first, seq: P.concat(P.unsqueeze(first, axis=0), P.slice_(seq, axis=0, start=0, stop=-1), axis=0)
     times = lambda y, x, factor: vjp(y.graph, [y], [factor], [x])[0]  # factor * dy/dx: the activations are elementwise
     k_c = times(act_c, cs, o)  # dc += dh * k_c
     k = P.concat(times(i, zi, g), times(f, zf, before(c0, cs)), times(g, zg, i), times(o, zo, act_c), axis=2)
@@ -241,8 +245,8 @@ def _lstm_vjp(layer: _Recurrent, cts, h0, c0, p, recurrent, outputs):
     transposed = P.transpose(recurrent, perm=(1, 0))
     body = P.trace_body(step, [Aval((None, u), "float32")] * 2, [Aval((None, *v.shape[2:]), "float32") for v in seqs],
                         [transposed.aval])
-    start = [P.zeros(hs, shape=(0, u)) if ct is None else ct for ct in (ct_h, ct_c)]
-    dh0, dc0, dz = P.scan(*start, *seqs, transposed, body=body, axis=1, in_reverse=(True,) * len(seqs),
+    start = [P.zeros(h0, shape=(0, u)) if ct is None else ct for ct in (ct_h, ct_c)]
+    dh0, dc0, dz = P.scan(*start, *seqs, transposed, body=body, axis=0, in_reverse=(True,) * len(seqs),
                           out_reverse=(True,), residuals=False)
     rows = lambda v: P.reshape(v, shape=(-1, v.shape[-1]))
     return [dh0, dc0, dz, P.transpose(rows(before(h0, hs)), perm=(1, 0)) @ rows(dz)]
