@@ -203,12 +203,16 @@ def _stacked(layer: _Recurrent, ws: list[Var], x: Var, states: list[Var | None])
     Time-major: onnxruntime's Scan transposes every sequence scanned along another axis, in and out,
     each time it runs; stacked layers stay time-major in between (the transposes there cancel)."""
     u, n = layer.units, len(states)
-    p = projection(layer, ws, P.transpose(x, perm=(1, 0, 2)))  # (time, batch, gates * units)
+    x = P.transpose(x, perm=(1, 0, 2))
+    p = projection(layer, ws, x)  # (time, batch, gates * units)
     if layer.go_backwards:  # the steps in processing order, the order Keras gives the outputs in
         p = P.rev(p, axis=0)
     weights = recurrence(layer, ws)
     step, rule = _STACKED[layer.type]
-    carry = [P.zeros(x, shape=(0, u)) if s is None else s for s in states]
+    # the batch size read from the time-major input: read from the batch-major one, it would keep the
+    # previous layer's transpose back to batch-major alive for its shape alone
+    zeros = P.reshape(P.zeros(x, shape=(1, 0, u)), shape=(-1, u))
+    carry = [zeros if s is None else s for s in states]
     body = P.trace_body(partial(step, layer), [Aval((None, u), "float32")] * n, [Aval((None, p.shape[-1]), "float32")],
                         [w.aval for w in weights])
     body.vjp = partial(rule, layer)
