@@ -8,7 +8,9 @@ Two lowerings that give the same numbers (tests hold both to the numpy reference
   sequence length. Used where an activation has no ONNX RNN name, and without fusion;
 - scanned: in step and evaluation graphs (weights are graph inputs) the same loop is one ONNX Scan
   (primitives/loop.py), its gradient a Scan backwards: the step's nodes once, not once per time
-  step. Model files written for users never hold a Scan.
+  step. An unmasked LSTM or GRU (reset_after) runs time-major and stacks what its own VJP needs,
+  whose backward Scan then holds only the recurrence of the states' cotangents. Model files
+  written for users never hold a Scan.
 
 A missing state (before the first step) is None rather than a zeros tensor: a zeros tensor
 would need the batch size, which is only known at run time.
