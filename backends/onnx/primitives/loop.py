@@ -10,7 +10,8 @@ The step is a Python function traced once on per-step shapes into its own primit
 and consts (weights) are read from the outer graph. The backward step recomputes the forward step
 from the carry saved at each step (the forward Scan's `residuals`) rather than storing every
 intermediate, and sums the consts' cotangents over the steps in its own carry. A step that knows its
-own gradient (`Body.vjp`: the LSTM cell) stacks what that needs as ys and skips the recomputation.
+own gradient (`Body.vjp`: the LSTM and GRU cells in recurrent.py) stacks what that needs as ys and
+skips the recomputation.
 """
 from __future__ import annotations
 
