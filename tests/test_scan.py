@@ -8,6 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from nnspec.backends.onnx import primitives as P, recurrent
+from nnspec.backends.onnx.autograd import grad
 from nnspec.backends.onnx.compile import trace
 from nnspec.backends.onnx.emit import to_onnx
 from nnspec.backends.onnx.graph import Graph
@@ -43,3 +45,42 @@ def test_scanned_recurrent_layers_give_the_unrolled_numbers(kind, sequences, bid
             (None, [5, 2], VALUES)):
         layers = [masking, layer] if masking else [layer]
         np.testing.assert_allclose(outputs(layers, shape, x, True), outputs(layers, shape, x, False), atol=1e-5)
+
+
+def gradients(layers, shape, x):
+    """The gradients of a random projection of the output with respect to every weight and the input."""
+    analysis = analysis_of(model_of(layers, shape))
+    weights = random_weights(analysis, np.random.default_rng(0))
+    graph = Graph()
+    params = {name: [graph.input(f"{name}/{i}", a.shape, "float32") for i, a in enumerate(arrays)]
+              for name, arrays in weights.items()}
+    _, outs = trace(analysis, params, fused=False, graph=graph)
+    out = next(iter(outs.values()))
+    r = graph.const(np.random.default_rng(2).normal(size=(x.shape[0], *out.shape[1:])).astype(np.float32))
+    loss = P.reduce_sum(out * r, axes=tuple(range(out.rank)), keepdims=False)
+    wrt = [v for vs in params.values() for v in vs] + [next(v for v in graph.inputs if v.hint == "x")]
+    model = to_onnx(graph, {f"g{i}": g for i, g in enumerate(grad(graph, loss, wrt))})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": x, **{f"{name}/{i}": a for name, arrays in weights.items() for i, a in enumerate(arrays)}}
+    return session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
+
+
+@pytest.mark.parametrize("layer", [
+    {"type": "LSTM", "units": 3},
+    {"type": "LSTM", "units": 3, "return_sequences": True, "go_backwards": True},
+    {"type": "LSTM", "units": 2, "return_sequences": True, "activation": "relu",
+     "recurrent_activation": "hard_sigmoid"},
+    {"type": "GRU", "units": 3, "return_sequences": True},
+    {"type": "GRU", "units": 2, "go_backwards": True, "activation": "softsign", "use_bias": False},
+    {"type": "Bidirectional", "layer": {"type": "LSTM", "units": 2, "return_sequences": True}},
+    [{"type": "LSTM", "units": 3, "return_sequences": True}, {"type": "GRU", "units": 2}],  # time-major between
+])
+def test_stacked_recurrent_gradients_give_the_recomputed_numbers(layer, monkeypatch):
+    """An unmasked LSTM or GRU (reset_after) takes its gradient from what the forward Scan stacked;
+    the same numbers as the Scan's general VJP, which recomputes every step."""
+    layers = layer if isinstance(layer, list) else [layer]
+    stacked = gradients(layers, [5, 2], VALUES)
+    monkeypatch.setattr(recurrent, "_STACKED", {})  # every layer takes the general Scan
+    recomputed = gradients(layers, [5, 2], VALUES)
+    for a, b in zip(stacked, recomputed):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

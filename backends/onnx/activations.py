@@ -62,6 +62,9 @@ def _relu(f: Fn, x: Var) -> Var:
     return P.select(P.greater(x, f.threshold), above, below)
 
 
+ROW_WISE = {"softmax", "log_softmax"}  # the activations that are not elementwise
+
+
 def activation(fn: Fn, x: Var) -> Var:
     return ACTIVATIONS[fn.name](fn, x)
 

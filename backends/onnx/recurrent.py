@@ -8,18 +8,21 @@ Two lowerings that give the same numbers (tests hold both to the numpy reference
   sequence length. Used where an activation has no ONNX RNN name, and without fusion;
 - scanned: in step and evaluation graphs (weights are graph inputs) the same loop is one ONNX Scan
   (primitives/loop.py), its gradient a Scan backwards: the step's nodes once, not once per time
-  step. Model files written for users never hold a Scan.
+  step. An unmasked LSTM or GRU (reset_after) runs time-major and stacks what its own VJP needs,
+  whose backward Scan then holds only the recurrence of the states' cotangents. Model files
+  written for users never hold a Scan.
 
 A missing state (before the first step) is None rather than a zeros tensor: a zeros tensor
 would need the batch size, which is only known at run time.
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from ...ir.layers import _Recurrent
 from . import primitives as P
-from .activations import activation, rnn_activations
+from .activations import ROW_WISE, activation, rnn_activations
 from .graph import Aval, Var
 from .layers import FUSED, LayerCall, expands
 
@@ -83,40 +86,51 @@ def _simple_rnn_cell(layer, weights) -> Step:
     return step
 
 
-def _gru_cell(layer, weights) -> Step:
+def _gru_step(layer: _Recurrent, recurrent: Var, b_rec: Var | None, p: Var, h: Var | None) -> tuple[Var | None, Var]:
     """Columns [z | r | h]; reset_after: bias (2, 3u) = input bias, recurrent bias, and the
-    candidate is act(x Wh + b_in + r * (h Uh + b_rec)); otherwise act(x Wh + b + (r * h) Uh)."""
-    recurrent, b_rec = weights[0], weights[1] if len(weights) > 1 else None
+    candidate is act(x Wh + b_in + r * (h Uh + b_rec)); otherwise act(x Wh + b + (r * h) Uh).
+    (h U (+ b_rec), the new h)."""
     u = layer.units
+    xz, xr, xh = _gates(p, u, 3)
+    q = None if h is None else h @ recurrent
+    if layer.reset_after:
+        q = _plus(q, b_rec)
+        hz, hr, hh = _gates(q, u, 3)
+    else:
+        hz, hr, _ = _gates(q, u, 3)
+    z = activation(layer.recurrent_activation, _plus(xz, hz))
+    r = activation(layer.recurrent_activation, _plus(xr, hr))
+    if layer.reset_after:
+        candidate = _plus(xh, _times(r, hh))
+    else:
+        candidate = _plus(xh, None if h is None else (r * h) @ P.slice_(recurrent, axis=1, start=2 * u, stop=3 * u))
+    return q, _plus(_times(z, h), (1.0 - z) * activation(layer.activation, candidate))
+
+
+def _gru_cell(layer, weights) -> Step:
+    recurrent, b_rec = weights[0], weights[1] if len(weights) > 1 else None
 
     def step(p, states):
-        (h,) = states
-        xz, xr, xh = _gates(p, u, 3)
-        if layer.reset_after:
-            hz, hr, hh = _gates(_plus(None if h is None else h @ recurrent, b_rec), u, 3)
-        else:
-            hz, hr, _ = _gates(None if h is None else h @ recurrent, u, 3)
-        z = activation(layer.recurrent_activation, _plus(xz, hz))
-        r = activation(layer.recurrent_activation, _plus(xr, hr))
-        if layer.reset_after:
-            candidate = _plus(xh, _times(r, hh))
-        else:
-            candidate = _plus(xh, None if h is None else (r * h) @ P.slice_(recurrent, axis=1, start=2 * u, stop=3 * u))
-        h = _plus(_times(z, h), (1.0 - z) * activation(layer.activation, candidate))
+        _, h = _gru_step(layer, recurrent, b_rec, p, *states)
         return h, [h]
     return step
 
 
+def _lstm_step(layer: _Recurrent, recurrent: Var, p: Var, h: Var | None, cell: Var | None) -> tuple[Var, Var, Var]:
+    """Columns [i | f | c | o]: (the gates before their activations, h, c)."""
+    z = _plus(p, None if h is None else h @ recurrent)
+    i, f, g, o = _gates(z, layer.units, 4)
+    gate = lambda v: activation(layer.recurrent_activation, v)
+    cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
+    return z, gate(o) * activation(layer.activation, cell), cell
+
+
 def _lstm_cell(layer, weights) -> Step:
-    """Columns [i | f | c | o]; states [h, c]."""
+    """States [h, c]."""
     (recurrent,) = weights
 
     def step(p, states):
-        h, cell = states
-        i, f, g, o = _gates(_plus(p, None if h is None else h @ recurrent), layer.units, 4)
-        gate = lambda v: activation(layer.recurrent_activation, v)
-        cell = _plus(_times(gate(f), cell), gate(i) * activation(layer.activation, g))
-        h = gate(o) * activation(layer.activation, cell)
+        _, h, cell = _lstm_step(layer, recurrent, p, *states)
         return h, [h, cell]
     return step
 
@@ -162,6 +176,9 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
     """The loop as one Scan (primitives/loop.py): the step's nodes once, not once per time step.
     With a mask, the mask is a second sequence and the last output part of the carry."""
     x, mask, u, n = c.x, c.mask, layer.units, len(states)
+    if (mask is None and layer.type in _STACKED and (layer.type != "GRU" or layer.reset_after)
+            and not ROW_WISE & {layer.activation.name, layer.recurrent_activation.name}):
+        return _stacked(layer, ws, x, states)
     p = projection(layer, ws, x)  # (batch, time, gates * units): one product for every step
     weights = recurrence(layer, ws)
     masked = mask is not None
@@ -180,6 +197,128 @@ def _scanned(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | 
                   out_reverse=(False,), residuals=True)
     ys, states = outs[len(carry)], outs[:n]
     return ys if layer.return_sequences else outs[n] if masked else states[0], states
+
+
+def _stacked(layer: _Recurrent, ws: list[Var], x: Var, states: list[Var | None]) -> tuple[Var, list[Var]]:
+    """An unmasked LSTM's or GRU's Scan also stacks what its VJP needs (`_STACKED`: the LSTM's c and
+    gate pre-activations, the GRU's h U + b_rec), so that the gradient recomputes no step.
+    Time-major: onnxruntime's Scan transposes every sequence scanned along another axis, in and out,
+    each time it runs; stacked layers stay time-major in between (the transposes there cancel)."""
+    u, n = layer.units, len(states)
+    x = P.transpose(x, perm=(1, 0, 2))
+    p = projection(layer, ws, x)  # (time, batch, gates * units)
+    if layer.go_backwards:  # the steps in processing order, the order Keras gives the outputs in
+        p = P.rev(p, axis=0)
+    weights = recurrence(layer, ws)
+    step, rule = _STACKED[layer.type]
+    # the batch size read from the time-major input: read from the batch-major one, it would keep the
+    # previous layer's transpose back to batch-major alive for its shape alone
+    zeros = P.reshape(P.zeros(x, shape=(1, 0, u)), shape=(-1, u))
+    carry = [zeros if s is None else s for s in states]
+    body = P.trace_body(partial(step, layer), [Aval((None, u), "float32")] * n, [Aval((None, p.shape[-1]), "float32")],
+                        [w.aval for w in weights])
+    body.vjp = partial(rule, layer)
+    outs = P.scan(*carry, p, *weights, body=body, axis=0, in_reverse=(False,), out_reverse=(False,), residuals=False)
+    return P.transpose(outs[n], perm=(1, 0, 2)) if layer.return_sequences else outs[0], outs[:n]
+
+
+def _lstm_stacking(layer, carry, xs, weights):
+    z, h, cell = _lstm_step(layer, weights[0], xs[0], *carry)
+    return [h, cell], [h, cell, z]
+
+
+def _before(first: Var, seq: Var) -> Var:
+    """Each step's previous value: `first`, then the (time-major) sequence but its last step."""
+    return P.concat(P.unsqueeze(first, axis=0), P.slice_(seq, axis=0, start=0, stop=-1), axis=0)
+
+
+def _chain(y: Var, x: Var, factor: Var) -> Var:
+    """factor * dy/dx for an elementwise activation y(x), every step at once."""
+    from .autograd import vjp
+
+    return vjp(y.graph, [y], [factor], [x])[0]
+
+
+def _rows(v: Var) -> Var:
+    return P.reshape(v, shape=(-1, v.shape[-1]))
+
+
+def _backward_scan(step, start: list[Var], seqs: list[Var], weights: list[Var]) -> list[Var]:
+    """A Scan over the steps backwards, stacking its ys in time order."""
+    body = P.trace_body(step, [Aval((None, *v.shape[1:]), "float32") for v in start],
+                        [Aval((None, *v.shape[2:]), "float32") for v in seqs],
+                        [w.aval for w in weights])
+    return P.scan(*start, *seqs, *weights, body=body, axis=0, in_reverse=(True,) * len(seqs),
+                  out_reverse=(True,) * len(body.ys), residuals=False)
+
+
+def _lstm_vjp(layer: _Recurrent, cts, h0, c0, p, recurrent, outputs):
+    """What does not depend on the incoming cotangents (the gate activations and their derivatives)
+    is computed for every step at once; a backward Scan runs only the recurrence of dh and dc (a
+    product with the recurrent kernel and four elementwise ops per step); the recurrent kernel's
+    cotangent is one product over every step."""
+    u = layer.units
+    ct_h, ct_c, ct_hs = cts[:3]
+    _, _, hs, cs, z = outputs
+    gate = lambda v: activation(layer.recurrent_activation, v)
+    act = lambda v: activation(layer.activation, v)
+    zi, zf, zg, zo = _gates(z, u, 4)
+    i, f, g, o = gate(zi), gate(zf), act(zg), gate(zo)
+    act_c = act(cs)
+    k_c = _chain(act_c, cs, o)  # dc += dh * k_c
+    k = P.concat(_chain(i, zi, g), _chain(f, zf, _before(c0, cs)), _chain(g, zg, i), _chain(o, zo, act_c), axis=2)
+    seqs = [k_c, k, f] + ([ct_hs] if ct_hs is not None else [])
+
+    def step(carry, xs, weights):
+        dh, dc = carry
+        if ct_hs is not None:
+            dh = dh + xs[3]
+        dc = dc + dh * xs[0]
+        dz = P.concat(dc, dc, dc, dh, axis=1) * xs[1]
+        return [dz @ weights[0], dc * xs[2]], [dz]
+
+    start = [P.zeros(h0, shape=(0, u)) if ct is None else ct for ct in (ct_h, ct_c)]
+    dh0, dc0, dz = _backward_scan(step, start, seqs, [P.transpose(recurrent, perm=(1, 0))])
+    return [dh0, dc0, dz, P.transpose(_rows(_before(h0, hs)), perm=(1, 0)) @ _rows(dz)]
+
+
+def _gru_stacking(layer, carry, xs, weights):
+    q, h = _gru_step(layer, weights[0], weights[1] if len(weights) > 1 else None, xs[0], *carry)
+    return [h], [h, q]
+
+
+def _gru_vjp(layer: _Recurrent, cts, h0, p, recurrent, *b_rec, outputs):
+    """reset_after, as `_lstm_vjp`: every step's d(new h)/d(gates) at once, a backward Scan of dh
+    alone (dh_prev = dh * z + (dh * k) U^T), the kernels' cotangents after it."""
+    u = layer.units
+    ct_h, ct_hs = cts[:2]
+    _, hs, q = outputs
+    gate = lambda v: activation(layer.recurrent_activation, v)
+    h_prev = _before(h0, hs)
+    (xz, xr, xh), (hz, hr, hh) = _gates(p, u, 3), _gates(q, u, 3)
+    pre_z, pre_r = xz + hz, xr + hr
+    z, r = gate(pre_z), gate(pre_r)
+    pre_c = xh + r * hh
+    candidate = activation(layer.activation, pre_c)
+    k_c = _chain(candidate, pre_c, 1.0 - z)  # d pre_c = dh * k_c
+    k_z, k_r = _chain(z, pre_z, h_prev - candidate), _chain(r, pre_r, k_c * hh)
+    seqs = [P.concat(k_z, k_r, k_c * r, axis=2), z] + ([ct_hs] if ct_hs is not None else [])
+
+    def step(carry, xs, weights):
+        (dh,) = carry
+        if ct_hs is not None:
+            dh = dh + xs[2]
+        dq = P.concat(dh, dh, dh, axis=1) * xs[0]
+        return [dq @ weights[0] + dh * xs[1]], [dq, dh]
+
+    start = [P.zeros(h0, shape=(0, u)) if ct_h is None else ct_h]
+    dh0, dq, dh = _backward_scan(step, start, seqs, [P.transpose(recurrent, perm=(1, 0))])
+    dp = P.concat(dh, dh, dh, axis=2) * P.concat(k_z, k_r, k_c, axis=2)
+    d_rec = P.transpose(_rows(h_prev), perm=(1, 0)) @ _rows(dq)
+    return [dh0, dp, d_rec] + [P.sum_to(dq, b.shape) for b in b_rec]
+
+
+_STACKED = {"LSTM": (_lstm_stacking, _lstm_vjp), "GRU": (_gru_stacking, _gru_vjp)}
 
 
 def _unrolled_steps(c: LayerCall, layer: _Recurrent, ws: list[Var], states: list[Var | None],

@@ -26,8 +26,13 @@ def _swap_last(v: Var) -> Var:
 @defvjp(matmul)
 def _matmul(cts, a, b, outputs):
     g = cts[0]
-    ga, gb = g @ _swap_last(b), _swap_last(a) @ g
-    return [P.sum_to(ga, a.shape), P.sum_to(gb, b.shape)]
+    ga = g @ _swap_last(b)
+    if b.rank == 2 and a.rank > 2 and None not in (a.shape[-1], g.shape[-1]):
+        # a matrix applied to every row of a batch of them: one product over all the rows, not a
+        # product per batch entry summed after (a large intermediate)
+        rows = [P.reshape(v, shape=(-1, v.shape[-1])) for v in (a, g)]
+        return [P.sum_to(ga, a.shape), P.transpose(rows[0], perm=(1, 0)) @ rows[1]]
+    return [P.sum_to(ga, a.shape), P.sum_to(_swap_last(a) @ g, b.shape)]
 
 
 # Fused: a @ b + c on 2-D tensors in one node (Dense's inference lowering).

@@ -9,7 +9,9 @@ The step is a Python function traced once on per-step shapes into its own primit
 `Body`): step(carry, xs, consts) -> (new carry, ys), where xs are one time step of each sequence
 and consts (weights) are read from the outer graph. The backward step recomputes the forward step
 from the carry saved at each step (the forward Scan's `residuals`) rather than storing every
-intermediate, and sums the consts' cotangents over the steps in its own carry.
+intermediate, and sums the consts' cotangents over the steps in its own carry. A step that knows its
+own gradient (`Body.vjp`: the LSTM and GRU cells in recurrent.py) stacks what that needs as ys and
+skips the recomputation.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Body:
     consts: list[Var]
     new_carry: list[Var]
     ys: list[Var]
+    # the scan's VJP for this step, vjp(cts, *ins, outputs=...), in place of recomputing the step
+    vjp: Callable | None = None
 
 
 def trace_body(step: Step, carry: list[Aval], xs: list[Aval], consts: list[Aval]) -> Body:
@@ -81,6 +85,8 @@ scan = Primitive("scan", _scan_shape, _scan_lower, multiple_results=True)
 def _scan(cts, *ins, outputs, body: Body, axis: int, in_reverse, out_reverse, residuals: bool):
     from ..autograd import vjp
 
+    if body.vjp is not None:
+        return body.vjp(cts, *ins, outputs=outputs)
     n_carry, n_xs, n_ys = len(body.carry), len(body.xs), len(body.ys)
     if not residuals or any(c is not None for c in cts[n_carry + n_ys:]):
         raise ShapeError("the gradient of a scan needs the carry of every step (residuals) and none of theirs")
