@@ -91,18 +91,20 @@ def _kernel_cotangent(x: Var, g: Var, kernel, strides, pads, dilations, group: i
 
 
 def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
-    """dL/dw as batched matrix products over patches: for each kernel offset, the input's window
-    there (a strided slice, (N, C, S)) against the output cotangent (N, F, S) gives that offset's
-    (N, F, C); the offsets side by side, summed over the batch, are the kernel. onnxruntime runs
-    these on its MLAS GEMM, where a convolution with the batch as channels and a kernel the size
-    of the image (the other way) runs on a slow path. One offset at a time, each slice dies after
-    its product: memory stays that of the input, not K times it."""
+    """dL/dw as matrix products over patches: for each kernel offset, the input's window there (a
+    strided slice, C x (N S) with the batch moved behind the channels) against the output
+    cotangent (F x (N S)) gives that offset's (F, C), one GEMM whose inner dimension is the whole
+    batch's positions. onnxruntime runs these on its MLAS GEMM, where a convolution with the batch
+    as channels and a kernel the size of the image (the other way) runs on a slow path. One offset
+    at a time, each slice dies after its product: memory stays that of the input, not K times it."""
     spatial = x.rank - 2
+    channels_first = (1, 0, *range(2, 2 + spatial))
     if any(pads):
         x = P.pad(x, pads=(0, 0, *pads[:spatial], 0, 0, *pads[spatial:]))
+    x = P.transpose(x, perm=channels_first)  # (C, N, ...)
     sizes = g.shape[2:]
-    channels, filters, positions = x.shape[1], g.shape[1], int(np.prod(sizes))
-    flat_g = P.reshape(g, shape=(-1, filters, positions))
+    channels, filters = x.shape[0], g.shape[1]
+    flat_g = P.reshape(P.transpose(g, perm=channels_first), shape=(filters, -1))  # (F, N S)
     products = []
     for offset in np.ndindex(*kernel):
         patch = x
@@ -110,10 +112,9 @@ def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilation
             start = o * dilations[d]
             patch = P.slice_(patch, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1,
                              step=strides[d])
-        flat_patch = P.reshape(patch, shape=(-1, channels, positions))
-        products.append(P.matmul(flat_g, P.transpose(flat_patch, perm=(0, 2, 1))))  # (N, F, C)
-    per_sample = P.concat(*products, axis=2) if len(products) > 1 else products[0]  # (N, F, K*C)
-    gw = P.reshape(P.reduce_sum(per_sample, axes=(0,), keepdims=False), shape=(filters, *kernel, channels))
+        products.append(P.matmul(flat_g, P.transpose(P.reshape(patch, shape=(channels, -1)), perm=(1, 0))))  # (F, C)
+    gw = P.concat(*products, axis=1) if len(products) > 1 else products[0]  # (F, K*C)
+    gw = P.reshape(gw, shape=(filters, *kernel, channels))
     return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
 
 
