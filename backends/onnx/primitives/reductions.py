@@ -160,7 +160,7 @@ def _batch_norm_train(cts, x, gamma, beta, outputs, epsilon):
     axes = (0, *range(2, x.rank))
     along = lambda v: P.reshape(v, shape=(-1, *[1] * (x.rank - 2)))  # noqa: E731
     inv_std = 1.0 / P.sqrt(outputs[2] + epsilon)
-    count = size(x) / float(x.shape[1])
+    count = size(g) / float(x.shape[1])  # not of x: x would live until the backward pass
     beta_bar = reduce_sum(g, axes=axes, keepdims=False)
     gamma_bar = reduce_sum(g * centered, axes=axes, keepdims=False) * inv_std
     k = gamma * inv_std
