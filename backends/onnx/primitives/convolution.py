@@ -96,7 +96,9 @@ def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilation
     cotangent (F x (N S)) gives that offset's (F, C), one GEMM whose inner dimension is the whole
     batch's positions. onnxruntime runs these on its MLAS GEMM, where a convolution with the batch
     as channels and a kernel the size of the image (the other way) runs on a slow path. One offset
-    at a time, each slice dies after its product: memory stays that of the input, not K times it."""
+    at a time, each slice dies after its product: memory stays that of the input, not K times it.
+    Where the K patches stacked are no larger than the cotangent (few input channels: a first
+    layer), they are stacked and one GEMM reads the cotangent once instead of K times."""
     spatial = x.rank - 2
     channels_first = (1, 0, *range(2, 2 + spatial))
     if any(pads):
@@ -105,15 +107,20 @@ def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilation
     sizes = g.shape[2:]
     channels, filters = x.shape[0], g.shape[1]
     flat_g = P.reshape(P.transpose(g, perm=channels_first), shape=(filters, -1))  # (F, N S)
-    products = []
-    for offset in np.ndindex(*kernel):
-        patch = x
+
+    def patch(offset) -> Var:  # (N S, C)
+        out = x
         for d, o in enumerate(offset):
             start = o * dilations[d]
-            patch = P.slice_(patch, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1,
-                             step=strides[d])
-        products.append(P.matmul(flat_g, P.transpose(P.reshape(patch, shape=(channels, -1)), perm=(1, 0))))  # (F, C)
-    gw = P.concat(*products, axis=1) if len(products) > 1 else products[0]  # (F, K*C)
+            out = P.slice_(out, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1, step=strides[d])
+        return P.transpose(P.reshape(out, shape=(channels, -1)), perm=(1, 0))
+
+    offsets = list(np.ndindex(*kernel))
+    if len(offsets) * channels <= filters:
+        gw = P.matmul(flat_g, P.concat(*[patch(o) for o in offsets], axis=1))  # (F, K*C)
+    else:
+        products = [P.matmul(flat_g, patch(o)) for o in offsets]  # (F, C) each, traced one after another
+        gw = P.concat(*products, axis=1) if len(products) > 1 else products[0]  # (F, K*C)
     gw = P.reshape(gw, shape=(filters, *kernel, channels))
     return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
 
