@@ -92,6 +92,7 @@ def test_structure():
     check(lambda v: P.reshape_like(v, v.graph.const(np.zeros((4, 6), np.float32))), x)
     check(lambda v: P.transpose(v, perm=(2, 0, 1)), x)
     check(lambda v: P.slice_(v, axis=1, start=1, stop=3), x)
+    check(lambda v: P.slice_(v, axis=(1, 2), start=(1, 0), stop=(3, 3), step=(1, 1)), x)
     check(lambda v: P.rev(v, axis=1), x)
     check(lambda v: P.pad(v, pads=(0, 1, 0, 0, 2, 1)), x)
     check(lambda v: P.crop(v, pads=(0, 1, 2, 1, 0, 1)), x)

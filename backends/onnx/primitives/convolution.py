@@ -108,11 +108,10 @@ def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilation
     channels, filters = x.shape[0], g.shape[1]
     flat_g = P.reshape(P.transpose(g, perm=channels_first), shape=(filters, -1))  # (F, N S)
 
-    def patch(offset) -> Var:  # (N S, C)
-        out = x
-        for d, o in enumerate(offset):
-            start = o * dilations[d]
-            out = P.slice_(out, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1, step=strides[d])
+    def patch(offset) -> Var:  # (N S, C); one Slice over every spatial axis, no intermediate copy
+        starts = tuple(o * d for o, d in zip(offset, dilations))
+        out = P.slice_(x, axis=tuple(range(2, 2 + spatial)), start=starts,
+                       stop=tuple(b + (n - 1) * s + 1 for b, n, s in zip(starts, sizes, strides)), step=tuple(strides))
         return P.transpose(P.reshape(out, shape=(channels, -1)), perm=(1, 0))
 
     offsets = list(np.ndindex(*kernel))
