@@ -131,7 +131,8 @@ def _batch_norm_train_lower(ctx, x, gamma, beta, epsilon):
     the batch's statistics."""
     flat = ctx.op("Reshape", x, ctx.ints([0, 0, -1]))
     axes = ctx.ints([0, 2])
-    count = ctx.op("Cast", ctx.op("Div", ctx.op("Size", x), ctx.op("Shape", x, start=1, end=2)), to=ctx.dtype("float32"))
+    per_channel = ctx.op("Div", ctx.op("Size", x), ctx.op("Shape", x, start=1, end=2))
+    count = ctx.op("Cast", per_channel, to=ctx.dtype("float32"))
     mean = ctx.op("Div", ctx.op("ReduceSum", flat, axes, keepdims=1), count)  # (1, C, 1)
     centered = ctx.op("Sub", flat, mean)
     variance = ctx.op("Div", ctx.op("ReduceSum", ctx.op("Mul", centered, centered), axes, keepdims=1), count)
