@@ -92,6 +92,7 @@ def test_structure():
     check(lambda v: P.reshape_like(v, v.graph.const(np.zeros((4, 6), np.float32))), x)
     check(lambda v: P.transpose(v, perm=(2, 0, 1)), x)
     check(lambda v: P.slice_(v, axis=1, start=1, stop=3), x)
+    check(lambda v: P.slice_(v, axis=(1, 2), start=(1, 0), stop=(3, 3), step=(1, 1)), x)
     check(lambda v: P.rev(v, axis=1), x)
     check(lambda v: P.pad(v, pads=(0, 1, 0, 0, 2, 1)), x)
     check(lambda v: P.crop(v, pads=(0, 1, 2, 1, 0, 1)), x)
@@ -185,6 +186,31 @@ def test_max_pool_ties_go_to_the_first_maximum(size):
     np.testing.assert_array_equal(got, _first_max_routing(x, g, 2))
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 4, 5), (6, 3)])
+def test_batch_norm_train(shape):
+    """The closed-form VJP against finite differences, with and without the statistics' own
+    cotangents; the outputs against numpy."""
+    channels = shape[1]
+    along = lambda v: P.reshape(v, shape=(-1, *[1] * (len(shape) - 2)))  # noqa: E731
+    args = rand(*shape) * 3.0 + 1.0, rand(channels, seed=3) + 1.5, rand(channels, seed=4)
+    check(lambda x, g, b: P.batch_norm_train(x, g, b, epsilon=1e-3)[0], *args)
+    check(lambda x, g, b: (lambda y, m, v, _: y + along(m) * 0.7 + along(v) * 1.3)(
+        *P.batch_norm_train(x, g, b, epsilon=1e-3)), *args)
+    graph = Graph()
+    xs = [graph.input(f"x{i}", a.shape, "float32") for i, a in enumerate(args)]
+    outs = dict(zip("ymvc", P.batch_norm_train(*xs, epsilon=1e-3)))
+    sess = ort.InferenceSession(to_onnx(graph, outs).SerializeToString(), providers=["CPUExecutionProvider"])
+    y, mean, var, centered = sess.run(list(outs), {f"x{i}": a for i, a in enumerate(args)})
+    x = args[0].astype(np.float64)
+    axes = (0, *range(2, x.ndim))
+    shaped = lambda v: v.reshape(-1, *[1] * (x.ndim - 2))  # noqa: E731
+    np.testing.assert_allclose(mean, x.mean(axes), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, x.var(axes), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(centered, x - shaped(x.mean(axes)), rtol=1e-5, atol=1e-5)
+    expected = (x - shaped(x.mean(axes))) / np.sqrt(shaped(x.var(axes)) + 1e-3) * shaped(args[1]) + shaped(args[2])
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_split():
     """The middle piece unused: its cotangent is zeros in the Concat."""
     check(lambda x: P.concat(*P.split(x, axis=1, sizes=(1, 3, 2))[::2], axis=1), rand(3, 6))
@@ -209,7 +235,7 @@ def test_scan(reverse):
 CHECKED_ABOVE = {u[0].name for u in UNARY} | {
     "add", "sub", "mul", "div", "maximum", "minimum", "pow", "where", "cast", "tile", "matmul", "gemm", "reduce_sum",
     "reduce_mean", "reduce_max", "reshape", "reshape_like", "transpose", "slice", "rev", "pad", "crop", "resize", "concat", "expand_like", "gather",
-    "gather_steps", "cumsum", "unsqueeze", "conv", "conv_transpose", "max_pool", "avg_pool", "split", "scan"}
+    "gather_steps", "cumsum", "unsqueeze", "batch_norm_train", "conv", "conv_transpose", "max_pool", "avg_pool", "split", "scan"}
 
 
 def test_every_differentiable_primitive_is_checked_here():

@@ -11,7 +11,7 @@ from .graph import Graph, Var, live_equations
 
 # Piecewise-constant or integer-valued: their inputs receive no gradient.
 ZERO_GRADIENT = {P.floor, P.ceil, P.sign, P.argmax, P.equal, P.ne, P.greater, P.greater_equal, P.less,
-                 P.logical_and, P.max_pool_indices, P.zeros}
+                 P.logical_and, P.max_pool_indices, P.zeros, P.size}
 
 
 def grad(graph: Graph, loss: Var, wrt: list[Var]) -> list[Var | None]:

@@ -425,17 +425,14 @@ def _batch_norm(c):
 
 def _batch_norm_training(c: LayerCall, axis: int, gamma: Var, beta: Var) -> Var:
     """Normalize with the batch's statistics; move the moving ones towards them (Keras 3: the
-    biased batch variance)."""
-    rank, m = c.x.rank, c.layer.momentum
-    others = tuple(i for i in range(rank) if i != axis)
-    mean = P.reduce_mean(c.x, axes=others, keepdims=True)
-    centered = c.x - mean
-    variance = P.reduce_mean(centered * centered, axes=others, keepdims=True)
-    size = (c.x.shape[axis],)
-    c.train.update(c.layer, "moving_mean", c.w("moving_mean") * m + P.reshape(mean, shape=size) * (1.0 - m))
-    c.train.update(c.layer, "moving_variance",
-                   c.w("moving_variance") * m + P.reshape(variance, shape=size) * (1.0 - m))
-    return centered / P.sqrt(variance + c.layer.epsilon) * _along(gamma, axis, rank) + _along(beta, axis, rank)
+    biased batch variance). Channels go to axis 1 (a conv's output is already so: the transposes
+    cancel)."""
+    m = c.layer.momentum
+    perm = (0, axis, *[i for i in range(1, c.x.rank) if i != axis])
+    y, mean, variance, _ = P.batch_norm_train(P.transpose(c.x, perm=perm), gamma, beta, epsilon=c.layer.epsilon)
+    c.train.update(c.layer, "moving_mean", c.w("moving_mean") * m + mean * (1.0 - m))
+    c.train.update(c.layer, "moving_variance", c.w("moving_variance") * m + variance * (1.0 - m))
+    return P.transpose(y, perm=P.inverse(perm))
 
 
 @expands("BatchNormalization", table=FUSED)

@@ -5,7 +5,7 @@ ONNX lowering, numpy impl (for folding constants), layout rewrite and VJP. One m
     layout       transpose sinking and cancelling (the rewrite rules)
     elementwise  unary/binary/comparison ops and `where`
     structure    transpose, reshape, concat, slice, pad, crop, tile, gather and cotangent helpers
-    reductions   reduce_*, softmax, log_softmax, argmax; `sum_to` (undoes broadcasting)
+    reductions   reduce_*, softmax, log_softmax, argmax, size, batch_norm_train; `sum_to` (undoes broadcasting)
     linear       matmul, gemm
     convolution  conv, conv_transpose, max_pool, avg_pool (channels-first, as in ONNX)
     fused        inference-only single-node ops: batch_norm, layer_norm, rnn/gru/lstm
@@ -24,7 +24,7 @@ from .structure import (  # noqa: F401
     tile, transpose, unsqueeze, zeros)
 from .layout import free_transpose, inverse, transposed  # noqa: F401
 from .reductions import (  # noqa: F401
-    argmax, log_softmax, reduce_max, reduce_mean, reduce_sum, reduction, softmax, sum_to)
+    argmax, batch_norm_train, log_softmax, reduce_max, reduce_mean, reduce_sum, reduction, size, softmax, sum_to)
 from .elementwise import (  # noqa: F401
     abs, add, as_float, cast, ceil, clip, cos, div, elu, equal, erf, exp, floor, greater, greater_equal,
     hard_sigmoid, leaky_relu, less, log, logical_and, maximum, minimum, mul, ne, neg, pointwise, pow, reciprocal,

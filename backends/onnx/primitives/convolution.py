@@ -91,29 +91,36 @@ def _kernel_cotangent(x: Var, g: Var, kernel, strides, pads, dilations, group: i
 
 
 def _kernel_cotangent_by_patches(x: Var, g: Var, kernel, strides, pads, dilations) -> Var:
-    """dL/dw as batched matrix products over patches: for each kernel offset, the input's window
-    there (a strided slice, (N, C, S)) against the output cotangent (N, F, S) gives that offset's
-    (N, F, C); the offsets side by side, summed over the batch, are the kernel. onnxruntime runs
-    these on its MLAS GEMM, where a convolution with the batch as channels and a kernel the size
-    of the image (the other way) runs on a slow path. One offset at a time, each slice dies after
-    its product: memory stays that of the input, not K times it."""
+    """dL/dw as matrix products over patches: for each kernel offset, the input's window there (a
+    strided slice, C x (N S) with the batch moved behind the channels) against the output
+    cotangent (F x (N S)) gives that offset's (F, C), one GEMM whose inner dimension is the whole
+    batch's positions. onnxruntime runs these on its MLAS GEMM, where a convolution with the batch
+    as channels and a kernel the size of the image (the other way) runs on a slow path. One offset
+    at a time, each slice dies after its product: memory stays that of the input, not K times it.
+    Where the K patches stacked are no larger than the cotangent (few input channels: a first
+    layer), they are stacked and one GEMM reads the cotangent once instead of K times."""
     spatial = x.rank - 2
+    channels_first = (1, 0, *range(2, 2 + spatial))
     if any(pads):
         x = P.pad(x, pads=(0, 0, *pads[:spatial], 0, 0, *pads[spatial:]))
+    x = P.transpose(x, perm=channels_first)  # (C, N, ...)
     sizes = g.shape[2:]
-    channels, filters, positions = x.shape[1], g.shape[1], int(np.prod(sizes))
-    flat_g = P.reshape(g, shape=(-1, filters, positions))
-    products = []
-    for offset in np.ndindex(*kernel):
-        patch = x
-        for d, o in enumerate(offset):
-            start = o * dilations[d]
-            patch = P.slice_(patch, axis=2 + d, start=start, stop=start + (sizes[d] - 1) * strides[d] + 1,
-                             step=strides[d])
-        flat_patch = P.reshape(patch, shape=(-1, channels, positions))
-        products.append(P.matmul(flat_g, P.transpose(flat_patch, perm=(0, 2, 1))))  # (N, F, C)
-    per_sample = P.concat(*products, axis=2) if len(products) > 1 else products[0]  # (N, F, K*C)
-    gw = P.reshape(P.reduce_sum(per_sample, axes=(0,), keepdims=False), shape=(filters, *kernel, channels))
+    channels, filters = x.shape[0], g.shape[1]
+    flat_g = P.reshape(P.transpose(g, perm=channels_first), shape=(filters, -1))  # (F, N S)
+
+    def patch(offset) -> Var:  # (N S, C); one Slice over every spatial axis, no intermediate copy
+        starts = tuple(o * d for o, d in zip(offset, dilations))
+        out = P.slice_(x, axis=tuple(range(2, 2 + spatial)), start=starts,
+                       stop=tuple(b + (n - 1) * s + 1 for b, n, s in zip(starts, sizes, strides)), step=tuple(strides))
+        return P.transpose(P.reshape(out, shape=(channels, -1)), perm=(1, 0))
+
+    offsets = list(np.ndindex(*kernel))
+    if len(offsets) * channels <= filters:
+        gw = P.matmul(flat_g, P.concat(*[patch(o) for o in offsets], axis=1))  # (F, K*C)
+    else:
+        products = [P.matmul(flat_g, patch(o)) for o in offsets]  # (F, C) each, traced one after another
+        gw = P.concat(*products, axis=1) if len(products) > 1 else products[0]  # (F, K*C)
+    gw = P.reshape(gw, shape=(filters, *kernel, channels))
     return P.transpose(gw, perm=(0, spatial + 1, *range(1, spatial + 1)))
 
 

@@ -163,32 +163,44 @@ def _split(cts, x, outputs, axis, sizes):
     return [concat(*pieces, axis=axis)]
 
 
+def _per_axis(axis, start, stop, step) -> list[tuple[int, int, int, int]]:
+    """A slice's params, each a number or (a window over several axes in one node) a tuple."""
+    if isinstance(axis, int):
+        return [(axis, start, stop, step)]
+    return list(zip(axis, start, stop, step))
+
+
 def _slice_shape(x, axis, start, stop, step=1):
     shape = list(x.shape)
-    if shape[axis] is not None:
-        shape[axis] = len(range(*slice(start, stop, step).indices(shape[axis])))
+    for a, first, last, s in _per_axis(axis, start, stop, step):
+        if shape[a] is not None:
+            shape[a] = len(range(*slice(first, last, s).indices(shape[a])))
     return Aval(tuple(shape), x.dtype)
 
 
 def _slice_impl(x, axis, start, stop, step=1):
     index = [slice(None)] * x.ndim
-    index[axis] = slice(start, stop, step)
+    for a, first, last, s in _per_axis(axis, start, stop, step):
+        index[a] = slice(first, last, s)
     return x[tuple(index)]
 
 
-slice_ = Primitive("slice", _slice_shape, impl=_slice_impl)
-slice_.lower = lambda ctx, x, axis, start, stop, step=1: ctx.op(
-    "Slice", x, ctx.ints([start]), ctx.ints([stop]), ctx.ints([axis]), ctx.ints([step]))
+def _slice_lower(ctx, x, axis, start, stop, step=1):
+    axes, starts, stops, steps = zip(*_per_axis(axis, start, stop, step))
+    return ctx.op("Slice", x, ctx.ints(starts), ctx.ints(stops), ctx.ints(axes), ctx.ints(steps))
+
+
+slice_ = Primitive("slice", _slice_shape, _slice_lower, _slice_impl)
 
 
 @defvjp(slice_)
 def _slice(cts, x, outputs, axis, start, stop, step=1):
-    size = x.shape[axis]
-    if size is None or step != 1:
-        raise ShapeError("the gradient of a slice needs a known size and a step of 1")
-    first, last, _ = slice(start, stop, step).indices(size)
     pads = [0] * (2 * x.rank)
-    pads[axis], pads[x.rank + axis] = first, size - max(last, first)
+    for a, first, last, s in _per_axis(axis, start, stop, step):
+        if x.shape[a] is None or s != 1:
+            raise ShapeError("the gradient of a slice needs a known size and a step of 1")
+        first, last, _ = slice(first, last, s).indices(x.shape[a])
+        pads[a], pads[x.rank + a] = first, x.shape[a] - max(last, first)
     return [pad(cts[0], pads=tuple(pads))]
 
 
