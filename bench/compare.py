@@ -46,15 +46,17 @@ class Workload:
     spec: str
     batch: int
     optimizer: dict
-    steps: int  # timed training steps (after as many warm-up steps as a third of them, at least 2)
+    # timed training steps (after as many warm-up steps as a third of them, at least 2): about a second or
+    # more for every contender, so that a step's jitter and Keras fit's set-up weigh little
+    steps: int
 
 
 WORKLOADS = {
-    "mlp": Workload("specs/mnist_mlp.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 60),
-    "cnn": Workload("specs/mnist_cnn.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 12),
-    "resnet": Workload("specs/cifar_resnet.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 4),
-    "lstm": Workload("specs/cosine_lstm.nn", 32, {"name": "adam", "learning_rate": 0.001}, 30),
-    "lstm2x128": Workload("specs/lstm_2x128.nn", 64, {"name": "adam", "learning_rate": 0.001}, 4),
+    "mlp": Workload("specs/mnist_mlp.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 150),
+    "cnn": Workload("specs/mnist_cnn.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 24),
+    "resnet": Workload("specs/cifar_resnet.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 12),
+    "lstm": Workload("specs/cosine_lstm.nn", 32, {"name": "adam", "learning_rate": 0.001}, 300),
+    "lstm2x128": Workload("specs/lstm_2x128.nn", 64, {"name": "adam", "learning_rate": 0.001}, 12),
 }
 INFERENCE_BATCHES = (1, 128)
 PEAK = "peak_mib"

@@ -266,6 +266,31 @@ def test_stateful_lstm_carries_its_state_from_batch_to_batch():
     assert fresh != pytest.approx(loss_second, rel=1e-3)
 
 
+def test_a_step_given_a_state_goes_on_from_it_not_from_the_buffers_it_ran_on():
+    """A step keeps its binding of the state between steps; load_state must replace it (an odd and an
+    even number of steps in, so both halves of the double buffers are checked), and copy what it is
+    given: on the CPU a value wraps an array's memory, and later steps would write into `saved`."""
+    from nnspec.backends.onnx.step import OnnxStep
+    from nnspec.backends.onnx.training import build
+    from nnspec.weights import initial_weights
+
+    spec = loads("model m { input x: float32[3]\n dense(4, activation=relu)\n dense(1) }\n"
+                 "train { loss mse  optimizer adam(learning_rate=0.05)  batch_size 8 }", "m.nn")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    sw = np.ones(8, np.float32)
+    step = OnnxStep(build(spec.analysis, configure(spec, {}), [((1,), "float32")]),
+                    initial_weights(spec.analysis, 0), device="cpu", notice=False, batch_size=8)
+    saved = step.state()
+    first = [step.train([x], [y], sw, 0.05, i)[0] for i in range(3)]
+    for extra in (0, 1):
+        for i in range(extra):
+            step.train([x], [y], sw, 0.05, 3 + i)
+        step.load_state(saved)
+        again = [step.train([x], [y], sw, 0.05, i)[0] for i in range(3)]
+        assert again == first
+
+
 KERAS = ROOT / "tests" / "fixtures" / "keras"
 
 
