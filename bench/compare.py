@@ -1,6 +1,6 @@
 """nnspec against its peers in one run: training, inference, conversion and start-up.
 
-    python bench/compare.py [--repeats 3] [--threads N] [--models mlp,cnn,resnet,lstm,lstm2x128]
+    python bench/compare.py [--repeats 3] [--threads N] [--models mlp,cnn,resnet,lstm,lstm2x128,gru,gru2x128]
                             [--tf-python PATH] [--device cpu|cuda] [--quick]
 
 Every measurement runs in a fresh worker process (so each reports its own peak memory), and the
@@ -57,6 +57,8 @@ WORKLOADS = {
     "resnet": Workload("specs/cifar_resnet.nn", 128, {"name": "sgd", "learning_rate": 0.01}, 12),
     "lstm": Workload("specs/cosine_lstm.nn", 32, {"name": "adam", "learning_rate": 0.001}, 300),
     "lstm2x128": Workload("specs/lstm_2x128.nn", 64, {"name": "adam", "learning_rate": 0.001}, 12),
+    "gru": Workload("specs/cosine_gru.nn", 32, {"name": "adam", "learning_rate": 0.001}, 300),
+    "gru2x128": Workload("specs/gru_2x128.nn", 64, {"name": "adam", "learning_rate": 0.001}, 12),
 }
 INFERENCE_BATCHES = (1, 128)
 PEAK = "peak_mib"
@@ -175,6 +177,9 @@ def torch_model(spec, classes: bool):
             return nn.Dropout(layer.rate)
         if kind == "LSTM":
             return nn.LSTM(ins[0].shape[-1], layer.units, batch_first=True)
+        if kind == "GRU":  # PyTorch's GRU resets after the recurrent product: Keras's reset_after=True
+            assert layer.reset_after, "PyTorch has no GRU with reset_after=False"
+            return nn.GRU(ins[0].shape[-1], layer.units, batch_first=True)
         if kind in ("Flatten", "Add"):
             return nn.Identity()
         raise NotImplementedError(f"no PyTorch counterpart for {kind} in this benchmark")
@@ -196,8 +201,9 @@ def torch_model(spec, classes: bool):
                     h = torch.flatten(ins[0], 1)
                 elif layer.type == "GlobalAveragePooling2D":
                     h = torch.flatten(part(ins[0]), 1)
-                elif layer.type == "LSTM":
-                    seq, (h_n, _) = part(ins[0])
+                elif layer.type in ("LSTM", "GRU"):
+                    seq, state = part(ins[0])
+                    h_n = state[0] if layer.type == "LSTM" else state
                     h = seq if layer.return_sequences else h_n[-1]
                 else:
                     h = part(ins[0])
