@@ -29,6 +29,7 @@ from nnspec.train.run import configure, train  # noqa: E402
 from nnspec.tune.pruning import Pruning  # noqa: E402
 from nnspec.tune.presence import ACTIVE, IDLE, Presence  # noqa: E402
 from nnspec.tune.study import retry  # noqa: E402
+from nnspec.tune.workers import run_trial  # noqa: E402
 
 TINY = """\
 model r {
@@ -300,6 +301,23 @@ def test_a_trial_failed_as_stale_while_its_worker_still_runs_it_is_run_once_more
     assert trials[1].user_attrs["resumed_at_epoch"] > 1
     assert len(trials[1].intermediate_values) == epochs and "Traceback" not in err
 
+
+
+@pytest.mark.parametrize("cause, note", [(SystemExit(1), "its worker was ended"), (KeyboardInterrupt(), "interrupted")])
+def test_a_trial_cut_off_by_its_workers_end_fails_and_is_queued_to_run_again_at_its_point(tmp_path, cause, note):
+    """Ray ends a dead driver's tasks with SIGTERM, which Ray's handler raises as SystemExit in the trial."""
+    shared = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+
+    def objective(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        raise cause
+
+    with pytest.raises(type(cause)):
+        run_trial(shared, objective)
+    cut, rerun = shared.trials
+    assert (cut.state.name, cut.user_attrs["error"]) == ("FAIL", note)
+    assert (rerun.state.name, rerun.user_attrs) == ("WAITING", {"retry_of": 0})
+    assert rerun.system_attrs["fixed_params"] == cut.params
 
 # ---- a study shared through PostgreSQL ----------------------------------------------------------------------
 

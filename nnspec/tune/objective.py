@@ -20,7 +20,7 @@ from .interrupt import Interrupt, StopOnInterrupt
 from .pruning import Pruning
 from .relocate import relocated
 from .settings import TOOL, Settings
-from .study import RETRY_OF, retry
+from .study import RETRY_OF
 
 
 class TrialFailed(Exception):
@@ -64,10 +64,6 @@ class Objective:
             shutil.rmtree(folder / "checkpoint", ignore_errors=True)
             raise
         except optuna.exceptions.UpdateFinishedTrialError:  # taken over: failed as stale, and queued again
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("error", "interrupted")
-            retry(trial.study, trial)
             raise
         except Exception as exc:  # this point does not train; the others may
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -19,7 +19,7 @@ from .objective import Objective, TrialFailed
 from .report import announce
 from .settings import Settings
 from .presence import ACTIVE, IDLE, Presence
-from .study import COUNTED, RETRY_OF, open_study, quiet
+from .study import COUNTED, RETRY_OF, open_study, quiet, retry
 
 POLL = 1.0  # seconds between looks at the study while other workers' trials run
 
@@ -77,10 +77,29 @@ def run_trial(study: optuna.Study, objective: Objective) -> FrozenTrial:
         state = TrialState.PRUNED
     except (TrialFailed, UpdateFinishedTrialError):
         pass
-    except BaseException:  # Ctrl-C, or a fault of nnspec's own: the trial fails, and so does the worker
-        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except BaseException as exc:  # cut off, not the point's fault: the trial fails and runs again; the worker stops
+        cut_off(study, trial, exc)
         raise
     return study.tell(trial, value, state=state, skip_if_finished=True)
+
+
+def cut_off(study: optuna.Study, trial: optuna.Trial, cause: BaseException) -> None:
+    """Fail a trial cut off by Ctrl-C, by its worker's end (Ray ends a dead driver's tasks with SIGTERM, which
+    Ray's handler raises as SystemExit) or by a fault outside the objective (the storage, say), and queue it
+    to run again. The rerun is queued before the trial fails: a worker killed in between leaves the trial
+    RUNNING, to be failed as stale, rather than failed with no rerun."""
+    if isinstance(cause, KeyboardInterrupt):
+        note = "interrupted"
+    elif isinstance(cause, SystemExit):
+        note = "its worker was ended"
+    else:
+        note = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    try:
+        trial.set_user_attr("error", note)  # refused if another worker already failed it as stale (and queued it)
+    except UpdateFinishedTrialError:
+        return
+    retry(study, trial)
+    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
 
 def run(settings: Settings) -> list[str]:
