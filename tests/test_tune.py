@@ -302,7 +302,6 @@ def test_a_trial_failed_as_stale_while_its_worker_still_runs_it_is_run_once_more
     assert len(trials[1].intermediate_values) == epochs and "Traceback" not in err
 
 
-
 @pytest.mark.parametrize("cause, note", [(SystemExit(1), "its worker was ended"), (KeyboardInterrupt(), "interrupted")])
 def test_a_trial_cut_off_by_its_workers_end_fails_and_is_queued_to_run_again_at_its_point(tmp_path, cause, note):
     """Ray ends a dead driver's tasks with SIGTERM, which Ray's handler raises as SystemExit in the trial."""
@@ -318,6 +317,7 @@ def test_a_trial_cut_off_by_its_workers_end_fails_and_is_queued_to_run_again_at_
     assert (cut.state.name, cut.user_attrs["error"]) == ("FAIL", note)
     assert (rerun.state.name, rerun.user_attrs) == ("WAITING", {"retry_of": 0})
     assert rerun.system_attrs["fixed_params"] == cut.params
+
 
 # ---- a study shared through PostgreSQL ----------------------------------------------------------------------
 
