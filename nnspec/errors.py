@@ -87,6 +87,12 @@ class Collector:
             raise SpecError(self.diagnostics, self.path)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message fit for one line: its first line, or its type's name where it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def edit_distance(a: str, b: str) -> int:
     """Damerau-Levenshtein distance (optimal string alignment): an insertion, a deletion, a
     substitution or a swap of two neighbouring letters each cost 1."""

@@ -6,7 +6,7 @@ import argparse
 import logging
 from typing import Any
 
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 
 EXTRA = "pip install 'nnspec[ray]'"
 
@@ -42,7 +42,7 @@ def connect(tool: str, address: str | None) -> Any:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=True, include_dashboard=False,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise SpecError(f"--address {address}: cannot join that Ray cluster: {reason}", tool) from None
     return ray
 

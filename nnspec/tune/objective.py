@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 
 from ..atomic import write_text
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 from ..loader import Spec, load, loads
 from ..train import checkpoint
 from .. import engine
@@ -66,7 +66,7 @@ class Objective:
         except optuna.exceptions.UpdateFinishedTrialError:  # taken over: failed as stale, and queued again
             raise
         except Exception as exc:  # this point does not train; the others may
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             trial.set_user_attr("error", message)
             raise TrialFailed(message) from exc
         sign = self.settings.sign

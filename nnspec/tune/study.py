@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 from .settings import TOOL, Settings
 from .space import SearchSpace
 
@@ -60,7 +60,7 @@ def storage(settings: Settings) -> optuna.storages.RDBStorage:
         raise SpecError(f"--storage {shown(settings.storage)}: needs the module {missing}: "
                         "pip install 'nnspec[tune]'", TOOL) from None
     except (SQLAlchemyError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0]
+        reason = first_line(exc)
         raise SpecError(f"--storage {shown(settings.storage)}: cannot open it: {reason}", TOOL) from None
 
 

@@ -14,7 +14,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from ..backends.onnx.runtime import THREADS_ENV, physical_cores
-from ..errors import SpecError
+from ..errors import SpecError, first_line
 from .objective import Objective, TrialFailed
 from .report import announce
 from .settings import Settings
@@ -93,7 +93,7 @@ def cut_off(study: optuna.Study, trial: optuna.Trial, cause: BaseException) -> N
     elif isinstance(cause, SystemExit):
         note = "its worker was ended"
     else:
-        note = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        note = first_line(cause)
     try:
         trial.set_user_attr("error", note)  # refused if another worker already failed it as stale (and queued it)
     except UpdateFinishedTrialError:
