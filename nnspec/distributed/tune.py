@@ -1,6 +1,7 @@
 """`nnspec tune --backend ray`: the --jobs workers as Ray tasks, anywhere in the cluster. Each runs exactly
 what a local worker process runs (nnspec.tune.workers.serve) on the same Optuna study, so a study goes on
-under Ray and back, and a killed driver's trials are failed by their heartbeat and queued again."""
+under Ray and back, and a killed driver's trials are failed and queued again: by its task as Ray ends it
+(nnspec.tune.workers.cut_off), or by their heartbeat where the task dies outright."""
 from __future__ import annotations
 
 import dataclasses
